@@ -1,0 +1,168 @@
+//! The lesson list: the one place that says which lessons exist.
+//!
+//! Tests, the grader, the benches and the book check read this table; nothing
+//! else enumerates lessons and nothing scans file names. A new lesson joins
+//! every check by being added here.
+
+/// One rung of the ladder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lesson {
+    /// The binary's name, `NN_name`, as in `cargo run --bin NN_name`.
+    pub name: &'static str,
+    /// The chapter's file, relative to `chapters/`.
+    pub chapter: &'static str,
+    /// The I/O model, in a few words.
+    pub model: &'static str,
+    /// What this design cannot do: the next chapter's motivation.
+    pub cannot: &'static str,
+    /// Whether the lesson needs Linux (epoll, io_uring).
+    pub linux_only: bool,
+    /// Whether the lesson needs io_uring, which a kernel or a container may
+    /// forbid even on Linux.
+    pub needs_io_uring: bool,
+    /// The expectations table: the grader checks this design cannot pass,
+    /// each with the reason. `echo-check --expect NAME` shows them as
+    /// "expected", and the tests assert that they really fail.
+    pub expected_failures: &'static [Expected],
+}
+
+/// A grader check a lesson is expected to fail, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expected {
+    /// The check's stable name (see `grader::CHECKS`).
+    pub check: &'static str,
+    /// Why the design cannot pass it, in a few words.
+    pub why: &'static str,
+}
+
+/// Why lesson 01 fails every check that needs two clients served at once.
+const ONE_AT_A_TIME: &str = "serves one client at a time: the others wait in the accept queue";
+
+/// Every lesson, in reading order.
+pub const LESSONS: &[Lesson] = &[
+    Lesson {
+        name: "01_blocking",
+        chapter: "01_blocking.md",
+        model: "blocking accept/read/write, one client at a time",
+        cannot: "a second client waits until the first one hangs up",
+        linux_only: false,
+        needs_io_uring: false,
+        expected_failures: &[
+            Expected {
+                check: "concurrent",
+                why: ONE_AT_A_TIME,
+            },
+            Expected {
+                check: "stalled",
+                why: ONE_AT_A_TIME,
+            },
+            Expected {
+                check: "idle",
+                why: ONE_AT_A_TIME,
+            },
+        ],
+    },
+    Lesson {
+        name: "02_threads",
+        chapter: "02_threads.md",
+        model: "a thread per connection",
+        cannot: "memory and context switches grow with every connection",
+        linux_only: false,
+        needs_io_uring: false,
+        expected_failures: &[],
+    },
+    Lesson {
+        name: "03_epoll",
+        chapter: "03_epoll.md",
+        model: "nonblocking sockets and an epoll readiness loop",
+        cannot: "two or more system calls per echo: readiness first, then the copy",
+        linux_only: true,
+        needs_io_uring: false,
+        expected_failures: &[],
+    },
+    Lesson {
+        name: "04_uring",
+        chapter: "04_uring.md",
+        model: "io_uring with single-shot accept, recv and send",
+        cannot: "one request per operation, and a buffer per connection even when idle",
+        linux_only: true,
+        needs_io_uring: true,
+        expected_failures: &[],
+    },
+    Lesson {
+        name: "05_uring_multishot",
+        chapter: "05_uring_multishot.md",
+        model: "multishot accept and recv, a registered buffer ring",
+        cannot: "one core, and every byte still copied through user space",
+        linux_only: true,
+        needs_io_uring: true,
+        expected_failures: &[],
+    },
+];
+
+impl Lesson {
+    /// Whether this lesson can run on the machine we are on.
+    pub fn runs_here(&self) -> bool {
+        self.why_not_here().is_none()
+    }
+
+    /// Why this lesson cannot run here (not Linux; io_uring forbidden), if
+    /// it cannot. Tests print it when they skip a lesson.
+    pub fn why_not_here(&self) -> Option<String> {
+        if self.linux_only && !cfg!(target_os = "linux") {
+            return Some(format!("{} needs Linux", self.name));
+        }
+        #[cfg(target_os = "linux")]
+        if self.needs_io_uring
+            && let Err(why) = crate::uring::available()
+        {
+            return Some(format!("{}: {why}", self.name));
+        }
+        None
+    }
+
+    /// Why this lesson is expected to fail `check`, if it is.
+    pub fn expected_failure(&self, check: &str) -> Option<&'static Expected> {
+        self.expected_failures.iter().find(|e| e.check == check)
+    }
+}
+
+/// The lessons that can run on this machine. For each one that cannot, a
+/// line on stderr says why, so a skipped test never passes silently.
+pub fn runnable() -> Vec<&'static Lesson> {
+    LESSONS
+        .iter()
+        .filter(|l| match l.why_not_here() {
+            None => true,
+            Some(why) => {
+                eprintln!("skipped: {why}");
+                false
+            }
+        })
+        .collect()
+}
+
+/// Looks a lesson up by its binary name.
+pub fn lesson(name: &str) -> Option<&'static Lesson> {
+    LESSONS.iter().find(|l| l.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_numbered_in_order_and_unique() {
+        for (i, l) in LESSONS.iter().enumerate() {
+            let number = format!("{:02}_", i + 1);
+            assert!(
+                l.name.starts_with(&number),
+                "{} should start with {number}",
+                l.name
+            );
+            assert_eq!(l.chapter, format!("{}.md", l.name));
+            assert_eq!(lesson(l.name), Some(l));
+        }
+        assert_eq!(lesson("99_nothing"), None);
+    }
+}

@@ -1,0 +1,311 @@
+//! Starting a server as a child process, for tests, benches and the grader.
+//!
+//! A server tells the world it is ready by printing `listening on ADDR` as its
+//! first stdout line, so nothing here sleeps and hopes: [`ServerProcess::start`]
+//! waits for that line and reads the real port from it. The guard kills the
+//! child when dropped, so a failing test never leaves a server holding CI's
+//! pipes open, and stderr is drained all the time, so a chatty server can never
+//! block on a full pipe.
+
+use std::env;
+use std::io::{self, BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::listen::parse_announcement;
+
+/// How long a server may take to print its address. Generous: a debug build
+/// on two busy cores, with the test suite running beside it, can be slow.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How much of a child's stderr is kept (the most recent bytes).
+const STDERR_KEEP: usize = 64 * 1024;
+
+/// The path of a binary of this package built beside the running executable.
+///
+/// Integration tests and benches run from `target/<profile>/deps/`, tools from
+/// `target/<profile>/`; the package's binaries are in `target/<profile>/`, and
+/// Cargo builds them before it runs a test or a bench.
+pub fn binary_path(name: &str) -> PathBuf {
+    let exe = env::current_exe().expect("the running executable has a path");
+    let mut dir = exe
+        .parent()
+        .expect("an executable lives in a directory")
+        .to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir.join(format!("{name}{}", env::consts::EXE_SUFFIX))
+}
+
+/// A running server, killed when dropped.
+pub struct ServerProcess {
+    child: Child,
+    addr: SocketAddr,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    stderr_done: Option<thread::JoinHandle<()>>,
+    extra_stdout: Arc<Mutex<Vec<String>>>,
+    program: String,
+}
+
+impl ServerProcess {
+    /// Starts `program args...` and waits for its `listening on ADDR` line.
+    pub fn start(program: impl Into<PathBuf>, args: &[&str]) -> io::Result<ServerProcess> {
+        let mut command = Command::new(program.into());
+        command.args(args);
+        ServerProcess::spawn(command)
+    }
+
+    /// Starts a prepared command (for tests that set limits or environment)
+    /// and waits for its `listening on ADDR` line. Stdout and stderr are
+    /// replaced by pipes this guard reads.
+    pub fn spawn(mut command: Command) -> io::Result<ServerProcess> {
+        let program = command.get_program().to_string_lossy().into_owned();
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command
+            .spawn()
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot start {program}: {e}")))?;
+
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let mut stderr_pipe = child.stderr.take().expect("stderr is piped");
+        let sink = Arc::clone(&stderr);
+        let stderr_done = thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = stderr_pipe.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                let mut kept = sink.lock().unwrap_or_else(|p| p.into_inner());
+                kept.extend_from_slice(&chunk[..n]);
+                if kept.len() > STDERR_KEEP {
+                    let cut = kept.len() - STDERR_KEEP;
+                    kept.drain(..cut);
+                }
+            }
+        });
+
+        // The first stdout line is the address; anything after it breaks the
+        // convention and is kept so a test can say so.
+        let (first_line, first_line_rx) = mpsc::channel();
+        let extra_stdout = Arc::new(Mutex::new(Vec::new()));
+        let extra = Arc::clone(&extra_stdout);
+        let stdout = child.stdout.take().expect("stdout is piped");
+        thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let _ = first_line.send(lines.next());
+            for line in lines.map_while(Result::ok) {
+                extra.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
+        });
+
+        let mut server = ServerProcess {
+            child,
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            stderr,
+            stderr_done: Some(stderr_done),
+            extra_stdout,
+            program,
+        };
+        let line = match first_line_rx.recv_timeout(STARTUP_TIMEOUT) {
+            Ok(Some(Ok(line))) => line,
+            Ok(_) => {
+                // stdout closed without a line: the server has exited.
+                let status = server.wait_timeout(Duration::from_secs(10))?;
+                return Err(io::Error::other(format!(
+                    "{} exited before it printed its address (status {:?}); its stderr:\n{}",
+                    server.program,
+                    status,
+                    server.stderr()
+                )));
+            }
+            Err(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "{} printed no `listening on ADDR` line within {:?}; its stderr:\n{}",
+                        server.program,
+                        STARTUP_TIMEOUT,
+                        server.stderr()
+                    ),
+                ));
+            }
+        };
+        server.addr = parse_announcement(&line).ok_or_else(|| {
+            io::Error::other(format!(
+                "{}'s first stdout line should be `listening on ADDR`, it was {line:?}",
+                server.program
+            ))
+        })?;
+        Ok(server)
+    }
+
+    /// The address the server really listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What the server wrote to stderr so far (the last 64 KiB of it).
+    pub fn stderr(&self) -> String {
+        let kept = self.stderr.lock().unwrap_or_else(|p| p.into_inner());
+        String::from_utf8_lossy(&kept).into_owned()
+    }
+
+    /// Waits until the server's stderr contains `needle`, at most `timeout`.
+    /// Returns whether it did. (Stderr is a log, not an event source, so this
+    /// looks at it every few milliseconds.)
+    pub fn wait_for_stderr(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.stderr().contains(needle) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The server's resident memory (`VmRSS` in `/proc/PID/status`), in KiB.
+    #[cfg(target_os = "linux")]
+    pub fn rss_kib(&self) -> io::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .ok_or_else(|| io::Error::other("no VmRSS line in /proc/PID/status"))
+    }
+
+    /// Lines the server printed on stdout after its first one (there should
+    /// be none).
+    pub fn extra_stdout(&self) -> Vec<String> {
+        self.extra_stdout
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Sends SIGINT, as Ctrl-C in a terminal would.
+    #[cfg(target_os = "linux")]
+    pub fn interrupt(&self) -> io::Result<()> {
+        self.signal(nix::sys::signal::Signal::SIGINT)
+    }
+
+    /// Sends SIGTERM, as `kill PID` would.
+    #[cfg(target_os = "linux")]
+    pub fn terminate(&self) -> io::Result<()> {
+        self.signal(nix::sys::signal::Signal::SIGTERM)
+    }
+
+    #[cfg(target_os = "linux")]
+    fn signal(&self, signal: nix::sys::signal::Signal) -> io::Result<()> {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).map_err(io::Error::from)
+    }
+
+    /// Waits for the child to exit, at most `timeout`; `None` if it is still
+    /// running. (There is no portable readiness signal for a child's exit, so
+    /// this checks every few milliseconds.)
+    pub fn wait_timeout(&mut self, timeout: Duration) -> io::Result<Option<ExitStatus>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                // The child is gone, so its stderr pipe reaches EOF: collect
+                // every last line before anyone reads it.
+                if let Some(drain) = self.stderr_done.take() {
+                    let _ = drain.join();
+                }
+                return Ok(Some(status));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Makes `io_uring_setup` fail with `EPERM` in the child `command` will
+/// start, as a container's default seccomp profile does, and nothing else.
+/// Only that child is affected: the machine-wide `kernel.io_uring_disabled`
+/// would break every other test running at the same time.
+#[cfg(target_os = "linux")]
+pub fn deny_io_uring(command: &mut Command) {
+    use nix::libc;
+    use std::os::unix::process::CommandExt;
+
+    // A classic BPF program, run by the kernel on every system call:
+    //   load the syscall number;
+    //   if it is io_uring_setup, return EPERM; otherwise allow.
+    // (io_uring_setup has the same number, 425, on every architecture.)
+    const LOAD_NR: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    const JUMP_IF_EQ: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const RETURN: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    let filter = [
+        libc::sock_filter {
+            code: LOAD_NR,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        }, // seccomp_data.nr
+        libc::sock_filter {
+            code: JUMP_IF_EQ,
+            jt: 0,
+            jf: 1,
+            k: libc::SYS_io_uring_setup as u32,
+        },
+        libc::sock_filter {
+            code: RETURN,
+            jt: 0,
+            jf: 0,
+            k: libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+        },
+        libc::sock_filter {
+            code: RETURN,
+            jt: 0,
+            jf: 0,
+            k: libc::SECCOMP_RET_ALLOW,
+        },
+    ];
+    // SAFETY: the closure runs in the child between fork and exec, where
+    // only async-signal-safe calls are allowed: it makes two plain system
+    // calls and allocates nothing. `filter` is moved into the closure, so
+    // the program the kernel copies in is alive during the call.
+    unsafe {
+        command.pre_exec(move || {
+            let program = libc::sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_ptr().cast_mut(),
+            };
+            // Without "no new privileges", an unprivileged process may not
+            // install a filter (it could fool a setuid program).
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &program) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}

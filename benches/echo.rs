@@ -1,4 +1,5 @@
-//! Criterion benchmarks: every lesson on the list, side by side, on the same work.
+//! Criterion benchmarks: every lesson on the list and every peer, side by side,
+//! on the same work.
 //!
 //! This first group measures one round trip of a small message over loopback,
 //! one client, one server at a time. The servers are the release builds Cargo
@@ -26,13 +27,18 @@ fn round_trip(c: &mut Criterion) {
         group.measurement_time(Duration::from_millis(500));
         group.sample_size(10);
     }
-    for lesson in uring_echo_book::lessons::runnable() {
-        let server = ServerProcess::start(binary_path(lesson.name), &["--addr", "127.0.0.1:0"])
-            .unwrap_or_else(|e| panic!("{} did not start: {e}", lesson.name));
+    // Every lesson that runs here, then the peers they are compared with.
+    let lessons = uring_echo_book::lessons::runnable()
+        .into_iter()
+        .map(|l| l.name);
+    let peers = uring_echo_book::PEERS.iter().map(|p| p.name);
+    for name in lessons.chain(peers) {
+        let server = ServerProcess::start(binary_path(name), &["--addr", "127.0.0.1:0"])
+            .unwrap_or_else(|e| panic!("{name} did not start: {e}"));
         let mut stream = client::connect(server.addr(), Duration::from_secs(10)).unwrap();
         let message = [0x5au8; 64];
         let mut reply = [0u8; 64];
-        group.bench_function(lesson.name, |b| {
+        group.bench_function(name, |b| {
             b.iter(|| {
                 stream.write_all(&message).unwrap();
                 stream.read_exact(&mut reply).unwrap();

@@ -100,6 +100,24 @@ pub const LESSONS: &[Lesson] = &[
     },
 ];
 
+/// A server that is not a lesson: the line every lesson is compared with.
+/// The benchmarks start the peers the way they start the lessons, and the
+/// tests hold them to the same grader, so a comparison is never with a
+/// server that cuts corners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    /// The binary's name, as in `cargo run --bin NAME`.
+    pub name: &'static str,
+    /// What it is, in a few words.
+    pub model: &'static str,
+}
+
+/// The peers: what a Rust user would pick instead of writing a lesson.
+pub const PEERS: &[Peer] = &[Peer {
+    name: "peer-tokio",
+    model: "tokio, current-thread runtime, a task per connection",
+}];
+
 impl Lesson {
     /// Whether this lesson can run on the machine we are on.
     pub fn runs_here(&self) -> bool {

@@ -19,4 +19,4 @@ pub mod signals;
 #[cfg(target_os = "linux")]
 pub mod uring;
 
-pub use lessons::{Expected, LESSONS, Lesson};
+pub use lessons::{Expected, LESSONS, Lesson, PEERS, Peer};

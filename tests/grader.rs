@@ -71,6 +71,25 @@ fn every_lesson_passes_every_check_its_design_allows_and_fails_the_others() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+#[test]
+fn every_peer_passes_every_check() {
+    // A benchmark against a peer that fails a check would compare a correct
+    // server with a broken one.
+    uring_echo_book::limits::raise_open_file_limit_or_warn();
+    for peer in uring_echo_book::PEERS {
+        let server = ServerProcess::start(binary_path(peer.name), &["--addr", "127.0.0.1:0"])
+            .unwrap_or_else(|e| panic!("{} did not start: {e}", peer.name));
+        let report = grader::grade(server.addr(), peer.name, &all_checks(), None, |_| {});
+        let failed: Vec<_> = report
+            .checks
+            .iter()
+            .filter(|c| c.result != Verdict::Pass)
+            .map(|c| format!("{}: {}", c.name, c.detail))
+            .collect();
+        assert!(failed.is_empty(), "{}: {failed:#?}", peer.name);
+    }
+}
+
 fn tail(text: &str) -> String {
     let lines: Vec<_> = text.lines().collect();
     lines[lines.len().saturating_sub(20)..].join("\n")

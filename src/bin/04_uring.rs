@@ -407,10 +407,14 @@ impl Server {
                 return Ok(()); // dropped, so closed
             }
             self.register(socket)?;
-        } else if -res == libc::EMFILE || -res == libc::ENFILE {
-            // Out of descriptors. Submitting the accept again at once would
-            // fail again at once, forever: a busy loop through the ring.
-            // Pause until a connection closes or the timeout fires.
+        } else if matches!(
+            -res,
+            libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM
+        ) {
+            // Out of descriptors (or of kernel memory). Submitting the accept
+            // again at once would fail again at once, forever: a busy loop
+            // through the ring. Pause until a connection closes or the
+            // timeout fires.
             eprintln!(
                 "accept failed: {}; pausing accepts until a connection closes",
                 io::Error::from_raw_os_error(-res)

@@ -816,11 +816,16 @@ impl Server {
                 self.cancel(pack(Kind::Accept, 0, 0))?;
                 self.accept = Shot::Cancelling;
             }
-        } else if -res == libc::EMFILE || -res == libc::ENFILE {
-            // Out of descriptors. Re-arming at once would fail again at
-            // once, forever: a busy loop through the ring. Pause until a
-            // connection closes or the timeout fires.
-            eprintln!("accept failed: out of file descriptors; pausing accepts until one is free");
+        } else if matches!(
+            -res,
+            libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM
+        ) {
+            // Out of descriptors (or of kernel memory). Re-arming at once
+            // would fail again at once, forever: a busy loop through the
+            // ring. Pause until a connection closes or the timeout fires.
+            eprintln!(
+                "accept failed: out of file descriptors or memory; pausing accepts until one is free"
+            );
             self.stats.accept_pauses += 1;
             if self.accept == Shot::Armed {
                 self.cancel(pack(Kind::Accept, 0, 0))?;

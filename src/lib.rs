@@ -13,6 +13,7 @@ pub mod grader;
 pub mod lessons;
 pub mod limits;
 pub mod listen;
+pub mod loadgen;
 pub mod pattern;
 pub mod process;
 pub mod signals;

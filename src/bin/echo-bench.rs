@@ -1,0 +1,285 @@
+//! echo-bench — load any TCP echo server, check every byte, and say how fast
+//! it answered.
+//!
+//! ```text
+//! cargo run --release --bin echo-bench -- -a 127.0.0.1:7878 -c 50 -d 10 -l 512
+//! cargo run --release --bin echo-bench -- --pipeline 8 --warmup 1 --pin 1
+//! cargo run --release --bin echo-bench -- --json > run.json
+//! ```
+//!
+//! The flags are rust_echo_bench's, so the classic tables can be repeated as
+//! written; the default duration is 10 s instead of its 60. One thread drives
+//! every connection through epoll (see `uring_echo_book::loadgen`, which also
+//! documents the output). Exit status: 0 when the run finished and every
+//! byte was right, 1 when a check failed or the run broke off, 2 on bad
+//! usage or an address that does not answer.
+
+#[cfg(target_os = "linux")]
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use uring_echo_book::cli::{DEFAULT_ADDR, parse_addr};
+#[cfg(target_os = "linux")]
+use uring_echo_book::loadgen;
+use uring_echo_book::loadgen::{DEFAULT_CONNECTIONS, DEFAULT_LENGTH, DEFAULT_PIPELINE};
+
+/// Loads a TCP echo server from many connections on one thread, checks every
+/// byte of every echo, and reports requests/s, bytes/s and latency
+/// percentiles.
+#[derive(Parser)]
+#[command(name = "echo-bench", version, after_help = AFTER_HELP)]
+struct Args {
+    /// The echo server's address.
+    #[arg(short = 'a', long, default_value = DEFAULT_ADDR, value_parser = parse_addr)]
+    address: SocketAddr,
+
+    /// Number of clients: connections, all open at the same time.
+    #[arg(short = 'c', long, value_name = "CLIENTS", default_value_t = DEFAULT_CONNECTIONS,
+          value_parser = at_least_one)]
+    number: usize,
+
+    /// Seconds to measure for (fractions allowed). rust_echo_bench's default
+    /// is 60; this one's is 10, the length of the classic tables.
+    #[arg(short = 'd', long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
+    duration: Duration,
+
+    /// Bytes in each message.
+    #[arg(short = 'l', long, value_name = "BYTES", default_value_t = DEFAULT_LENGTH,
+          value_parser = at_least_one)]
+    length: usize,
+
+    /// Messages each connection keeps in flight. 1 is a strict ping-pong:
+    /// send, wait for the whole echo, send the next.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_PIPELINE,
+          value_parser = at_least_one)]
+    pipeline: usize,
+
+    /// Run the load for this many seconds first and throw those numbers away
+    /// (page faults, buffers growing, CPU clocks ramping up).
+    #[arg(long, value_name = "SECONDS", default_value = "0", value_parser = parse_seconds_or_zero)]
+    warmup: Duration,
+
+    /// Pin the client to this CPU (sched_setaffinity). Pin the server to
+    /// another, e.g. `taskset -c 0 target/release/03_epoll`.
+    #[arg(long, value_name = "CPU")]
+    pin: Option<usize>,
+
+    /// Time limit, in seconds, for connecting every client and for any one
+    /// echo; a server that misses it fails the run.
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
+    timeout: Duration,
+
+    /// Print one JSON object instead of the table (schema version 1,
+    /// documented in `uring_echo_book::loadgen::report`).
+    #[arg(long)]
+    json: bool,
+}
+
+const AFTER_HELP: &str = "\
+Output: rust_echo_bench's lines (`Speed: N request/sec, N response/sec`, `Requests: N`,
+`Responses: N`), then bytes/s, latency p50/p90/p99/p99.9/max in microseconds and the client's
+own CPU time. A progress bar on stderr when it is a terminal, a line a second otherwise.
+
+Every echo is checked byte for byte against position-dependent data; a wrong byte, a closed or
+reset connection, or an echo later than --timeout ends the run with one line on stderr.
+
+Exit status: 0 the run finished and every byte was right, 1 a check failed or the run broke off,
+2 bad usage or an address that does not answer.
+
+Fair numbers on a machine with two or more CPUs: server and client on CPUs of their own, e.g.
+  taskset -c 0 target/release/05_uring_multishot &
+  target/release/echo-bench -a 127.0.0.1:7878 -c 50 -d 10 -l 512 --pin 1";
+
+/// A count of 1 or more (clients, bytes, messages in flight).
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{text}` is not a whole number")),
+    }
+}
+
+fn parse_seconds_or_zero(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    Duration::try_from_secs_f64(seconds)
+        .map_err(|_| format!("`{text}` is not a number of seconds from 0 up"))
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let d = parse_seconds_or_zero(text)?;
+    if d.is_zero() {
+        return Err("must be more than 0 seconds".into());
+    }
+    Ok(d)
+}
+
+/// epoll is a Linux system call; the rest of the world gets a clear word.
+#[cfg(not(target_os = "linux"))]
+fn main() -> ExitCode {
+    let _ = Args::parse();
+    eprintln!("echo-bench needs Linux (epoll)");
+    ExitCode::FAILURE
+}
+
+#[cfg(target_os = "linux")]
+fn main() -> ExitCode {
+    // clap exits with 2 on bad usage and 0 for --help, as promised.
+    let args = Args::parse();
+    // One descriptor per client: -c 10000 needs more than the usual 1024.
+    uring_echo_book::limits::raise_open_file_limit_or_warn();
+
+    let config = loadgen::Config {
+        addr: args.address,
+        connections: args.number,
+        length: args.length,
+        pipeline: args.pipeline,
+        duration: args.duration,
+        warmup: args.warmup,
+        timeout: args.timeout,
+        pin_cpu: args.pin,
+    };
+    let mut shown = progress::Shown::new(&config);
+    let result = loadgen::run(&config, |p| shown.update(p));
+    shown.finish();
+
+    match result {
+        Ok(report) => {
+            let text = if args.json {
+                loadgen::report::json(&report) + "\n"
+            } else {
+                loadgen::report::table(&report)
+            };
+            // Not `print!`, which panics when stdout is a closed pipe
+            // (`echo-bench | head -1`): a reader that left needs no answer.
+            let _ = io::stdout().lock().write_all(text.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            if e.is_usage_or_unreachable() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// What the user sees while the run goes on, on stderr (stdout is for the
+/// result, so `--json > file` and pipes stay clean).
+#[cfg(target_os = "linux")]
+mod progress {
+    use std::io::{self, IsTerminal};
+    use std::time::Duration;
+
+    use indicatif::{ProgressBar, ProgressStyle};
+    use uring_echo_book::loadgen::{Config, Phase, Progress};
+
+    /// A bar on a terminal; on a pipe or a log file, where a bar would be a
+    /// mess of carriage returns, a plain line when the phase changes and
+    /// one a second while measuring.
+    pub enum Shown {
+        Bar(ProgressBar),
+        Lines {
+            phase: Option<Phase>,
+            last_second: u64,
+        },
+    }
+
+    impl Shown {
+        pub fn new(config: &Config) -> Shown {
+            if !io::stderr().is_terminal() {
+                eprintln!(
+                    "echo-bench: {} clients, {} bytes, pipeline {}, {:.1} s against {}",
+                    config.connections,
+                    config.length,
+                    config.pipeline,
+                    config.duration.as_secs_f64(),
+                    config.addr
+                );
+                return Shown::Lines {
+                    phase: None,
+                    last_second: 0,
+                };
+            }
+            let bar = ProgressBar::new(1000);
+            let style = ProgressStyle::with_template("{msg:<38} [{bar:25}] {percent:>3}%")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
+            bar.set_style(style);
+            Shown::Bar(bar)
+        }
+
+        pub fn update(&mut self, p: &Progress) {
+            let word = match p.phase {
+                Phase::Connecting => "connecting",
+                Phase::WarmingUp => "warming up",
+                Phase::Measuring => "measuring",
+                Phase::Draining => "draining",
+            };
+            match self {
+                Shown::Bar(bar) => {
+                    let message = match p.phase {
+                        Phase::Connecting => {
+                            format!("{word}: {} of {}", p.connected, p.connections)
+                        }
+                        Phase::Draining => word.to_string(),
+                        Phase::WarmingUp | Phase::Measuring => format!(
+                            "{word}: {:.1} s, {:.0} responses/s",
+                            p.elapsed.as_secs_f64(),
+                            rate(p.responses, p.elapsed)
+                        ),
+                    };
+                    bar.set_message(message);
+                    bar.set_position(permille(p.elapsed, p.planned));
+                }
+                Shown::Lines { phase, last_second } => {
+                    if *phase != Some(p.phase) {
+                        *phase = Some(p.phase);
+                        *last_second = 0;
+                        let detail = match p.phase {
+                            Phase::Connecting => format!(" {} clients", p.connections),
+                            _ => String::new(),
+                        };
+                        eprintln!("echo-bench: {word}{detail}");
+                    }
+                    let second = p.elapsed.as_secs();
+                    if p.phase == Phase::Measuring && second > *last_second {
+                        *last_second = second;
+                        eprintln!(
+                            "echo-bench: {second} s, {} responses, {:.0}/s",
+                            p.responses,
+                            rate(p.responses, p.elapsed)
+                        );
+                    }
+                }
+            }
+        }
+
+        pub fn finish(self) {
+            if let Shown::Bar(bar) = self {
+                bar.finish_and_clear();
+            }
+        }
+    }
+
+    fn rate(n: u64, over: Duration) -> f64 {
+        if over.is_zero() {
+            0.0
+        } else {
+            n as f64 / over.as_secs_f64()
+        }
+    }
+
+    fn permille(part: Duration, whole: Duration) -> u64 {
+        if whole.is_zero() {
+            return 1000;
+        }
+        ((part.as_secs_f64() / whole.as_secs_f64()) * 1000.0).clamp(0.0, 1000.0) as u64
+    }
+}

@@ -1,0 +1,679 @@
+//! The engine: one thread, one epoll instance, every connection.
+//!
+//! Lesson 03 from the client's side. Every socket is nonblocking, epoll says
+//! which ones have something to read (or, after a short write, room to
+//! write), and the loop goes where there is work. Level-triggered, because
+//! for a client that is the cheaper choice: a read that returns less than
+//! the buffer means the socket is empty, so one `read` per event is enough,
+//! where edge-triggered would need a second one to see `EAGAIN`. A
+//! connection asks for "writable" only while it has bytes the kernel did not
+//! take; a message normally fits the send buffer at once, and one
+//! `epoll_wait`, one `write` and one `read` per echo is all the client costs.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use nix::errno::Errno;
+use nix::libc;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::os::{pin_current_thread, thread_cpu_time};
+use super::{ClientCpu, Config, Latency, LoadError, Phase, Progress, Report};
+use crate::pattern;
+
+/// How often the loop wakes up on its own, with nothing to read: to call
+/// the progress callback, end a phase on time, and look for stalled echoes.
+const TICK: Duration = Duration::from_millis(100);
+
+/// The largest latency the histogram holds, in nanoseconds (a minute);
+/// longer ones are recorded as a minute. With the default time limit (an
+/// echo later than 10 s fails the run) nothing real is cut.
+const MAX_LATENCY_NS: u64 = 60_000_000_000;
+
+/// Bytes built or read in one go. One buffer serves every connection: the
+/// loop handles one connection at a time.
+const SCRATCH: usize = 64 * 1024;
+
+/// Runs the load `config` describes and returns what it measured, or the
+/// first error. `progress` is called about ten times a second and at every
+/// change of phase, on this thread, so it should be quick (drawing a
+/// progress bar is).
+///
+/// Blocks for `warmup + duration` plus connecting and draining. With
+/// `config.pin_cpu` set, the calling thread stays pinned afterwards.
+pub fn run(config: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report, LoadError> {
+    config.validate()?;
+    if let Some(cpu) = config.pin_cpu {
+        pin_current_thread(cpu).map_err(|err| LoadError::Pin { cpu, err })?;
+    }
+    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(|e| LoadError::Setup {
+        what: "create an epoll instance",
+        err: e.into(),
+    })?;
+    let streams = connect_all(&epoll, config, &mut progress)?;
+    let mut load = Load::new(config, epoll, streams)?;
+    load.run(&mut progress)
+}
+
+/// Opens every connection at once and waits until all are established.
+///
+/// Why not one blocking `connect` after another? Against a server whose
+/// accept queue is full, each one would wait out a SYN retry (a second or
+/// more) before the next even starts. Nonblocking, they all go out at once:
+/// `connect` returns `EINPROGRESS`, and epoll reports the socket writable
+/// when the handshake has finished, or failed (`SO_ERROR` says which).
+fn connect_all(
+    epoll: &Epoll,
+    config: &Config,
+    progress: &mut impl FnMut(&Progress),
+) -> Result<Vec<TcpStream>, LoadError> {
+    let wanted = config.connections;
+    let started = Instant::now();
+    let deadline = started + config.timeout;
+    let mut streams = Vec::with_capacity(wanted);
+    let mut done = vec![false; wanted];
+    let mut connected = 0;
+    let fail = |connected, err| LoadError::Connect {
+        connected,
+        wanted,
+        err,
+    };
+
+    for index in 0..wanted {
+        let socket = Socket::new(
+            Domain::for_address(config.addr),
+            Type::STREAM.nonblocking(),
+            Some(Protocol::TCP),
+        )
+        .map_err(|e| fail(connected, with_context("cannot create a socket", e)))?;
+        // Small messages should leave at once: with Nagle's algorithm the
+        // rest of a message written in two pieces would wait for an ACK.
+        socket
+            .set_tcp_nodelay(true)
+            .map_err(|e| fail(connected, with_context("cannot set TCP_NODELAY", e)))?;
+        match socket.connect(&config.addr.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(fail(connected, e)),
+        }
+        let stream = TcpStream::from(socket);
+        // Writable means "the handshake is over"; epoll reports errors and
+        // hang-ups whatever we ask for.
+        epoll
+            .add(&stream, EpollEvent::new(EpollFlags::EPOLLOUT, index as u64))
+            .map_err(|e| fail(connected, with_context("cannot watch a socket", e.into())))?;
+        streams.push(stream);
+    }
+
+    let mut events = vec![EpollEvent::empty(); 1024];
+    let mut next_tick = started;
+    while connected < wanted {
+        let now = Instant::now();
+        if now >= deadline {
+            let err = io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "the others did not connect within {:.1} s",
+                    config.timeout.as_secs_f64()
+                ),
+            );
+            return Err(fail(connected, err));
+        }
+        if now >= next_tick {
+            progress(&Progress {
+                phase: Phase::Connecting,
+                elapsed: now - started,
+                planned: config.timeout,
+                connected,
+                connections: wanted,
+                responses: 0,
+            });
+            next_tick = now + TICK;
+        }
+        let n = match epoll.wait(&mut events, wait_until(now, deadline.min(next_tick))) {
+            Ok(n) => n,
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(fail(connected, with_context("epoll_wait", e.into()))),
+        };
+        for event in &events[..n] {
+            let index = event.data() as usize;
+            let stream = &streams[index];
+            if done[index] {
+                // Established already, and watched for nothing: epoll
+                // reports only an error or a hang-up. The server closed it
+                // before we sent a byte.
+                return Err(fail(
+                    connected,
+                    io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        format!("the server closed connection {index} before the run began"),
+                    ),
+                ));
+            }
+            // SO_ERROR: the handshake's outcome (ECONNREFUSED, ETIMEDOUT...).
+            match stream.take_error() {
+                Ok(None) => {}
+                Ok(Some(e)) | Err(e) => return Err(fail(connected, e)),
+            }
+            // Connected. Until the run begins, watch for nothing (errors and
+            // hang-ups are reported regardless): a level-triggered
+            // "writable" would now fire on every wait.
+            epoll
+                .modify(
+                    stream,
+                    &mut EpollEvent::new(EpollFlags::empty(), index as u64),
+                )
+                .map_err(|e| fail(connected, with_context("cannot watch a socket", e.into())))?;
+            done[index] = true;
+            connected += 1;
+        }
+    }
+    // Everyone is in. From now on a socket matters when an echo arrives; it
+    // asks for "writable" again only when a write comes up short.
+    for (index, stream) in streams.iter().enumerate() {
+        epoll
+            .modify(
+                stream,
+                &mut EpollEvent::new(EpollFlags::EPOLLIN, index as u64),
+            )
+            .map_err(|e| fail(connected, with_context("cannot watch a socket", e.into())))?;
+    }
+    progress(&Progress {
+        phase: Phase::Connecting,
+        elapsed: started.elapsed(),
+        planned: config.timeout,
+        connected,
+        connections: wanted,
+        responses: 0,
+    });
+    Ok(streams)
+}
+
+/// One client connection: a stream of bytes out, the same stream back.
+///
+/// Connection `i` sends [`pattern`] stream `i` from offset 0 on; message `k`
+/// is bytes `k × length .. (k + 1) × length` of it. Three offsets into that
+/// stream say where the connection is, and `released ≥ sent ≥ received`
+/// always holds for an honest server:
+struct Conn {
+    stream: TcpStream,
+    /// Bytes of messages started: they may be sent.
+    released: u64,
+    /// Bytes the kernel has taken from us (`write` returned).
+    sent: u64,
+    /// Bytes that came back and were checked.
+    received: u64,
+    /// When each message in flight was started, oldest first: one entry per
+    /// message between `received` and `released`, at most `pipeline`.
+    started: VecDeque<Instant>,
+    /// Whether epoll is asked for "writable" (a write came up short).
+    want_write: bool,
+}
+
+/// What the window counts. Kept apart from the connections so a method can
+/// hold one connection and the tally at the same time.
+struct Tally {
+    /// Count requests, responses, bytes and latencies (false while draining;
+    /// the warm-up counts, then is reset).
+    counting: bool,
+    /// Start a new message when one completes (false while draining).
+    sending: bool,
+    requests: u64,
+    responses: u64,
+    bytes: u64,
+    /// Messages started and not yet echoed, on every connection.
+    in_flight: u64,
+    /// Round trips, in nanoseconds.
+    latency: Histogram<u64>,
+}
+
+struct Load {
+    epoll: Epoll,
+    conns: Vec<Conn>,
+    scratch: Box<[u8]>,
+    /// What the bytes just read should be, built to compare with them.
+    expected: Box<[u8]>,
+    length: u64,
+    pipeline: usize,
+    tally: Tally,
+    config: Config,
+}
+
+impl Load {
+    fn new(config: &Config, epoll: Epoll, streams: Vec<TcpStream>) -> Result<Load, LoadError> {
+        let latency =
+            Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3).map_err(|e| LoadError::Setup {
+                what: "create the latency histogram",
+                err: io::Error::other(e.to_string()),
+            })?;
+        let conns = streams
+            .into_iter()
+            .map(|stream| Conn {
+                stream,
+                released: 0,
+                sent: 0,
+                received: 0,
+                started: VecDeque::with_capacity(config.pipeline),
+                want_write: false,
+            })
+            .collect();
+        Ok(Load {
+            epoll,
+            conns,
+            scratch: vec![0u8; SCRATCH].into_boxed_slice(),
+            expected: vec![0u8; SCRATCH].into_boxed_slice(),
+            length: config.length as u64,
+            pipeline: config.pipeline,
+            tally: Tally {
+                counting: true,
+                sending: true,
+                requests: 0,
+                responses: 0,
+                bytes: 0,
+                in_flight: 0,
+                latency,
+            },
+            config: config.clone(),
+        })
+    }
+
+    /// Warm-up, window, drain: the phases are deadlines on one clock, and
+    /// the loop never sleeps past the next one.
+    fn run(&mut self, progress: &mut impl FnMut(&Progress)) -> Result<Report, LoadError> {
+        let mut now = Instant::now();
+        let (mut phase, mut planned) = if self.config.warmup.is_zero() {
+            (Phase::Measuring, self.config.duration)
+        } else {
+            (Phase::WarmingUp, self.config.warmup)
+        };
+        let mut phase_start = now;
+        let mut cpu_at_start = thread_cpu_time();
+        let mut report = None;
+
+        // Every connection starts its pipeline at once.
+        for index in 0..self.conns.len() {
+            for _ in 0..self.pipeline {
+                start_message(&mut self.conns[index], &mut self.tally, self.length, now);
+            }
+            flush(
+                &self.epoll,
+                &mut self.conns[index],
+                index,
+                &mut self.scratch,
+                &mut self.tally,
+                self.length,
+            )?;
+        }
+
+        let mut events = vec![EpollEvent::empty(); 1024];
+        let mut next_tick = now;
+        let mut changed = true;
+        loop {
+            now = Instant::now();
+            if now >= phase_start + planned {
+                match phase {
+                    Phase::WarmingUp => {
+                        // Throw the warm-up's numbers away. Messages in
+                        // flight now complete inside the window and count.
+                        self.tally.reset();
+                        phase = Phase::Measuring;
+                        planned = self.config.duration;
+                        cpu_at_start = thread_cpu_time();
+                    }
+                    Phase::Measuring => {
+                        // The window closes: take the numbers now, then stop
+                        // starting messages and collect the ones in flight.
+                        report = Some(self.report(now - phase_start, cpu_at_start));
+                        self.tally.counting = false;
+                        self.tally.sending = false;
+                        phase = Phase::Draining;
+                        planned = self.config.timeout;
+                    }
+                    Phase::Draining => return Err(self.oldest_stall(now)),
+                    Phase::Connecting => unreachable!("connecting is over before the loop"),
+                }
+                phase_start = now;
+                changed = true;
+            }
+            if phase == Phase::Draining && self.tally.in_flight == 0 {
+                break;
+            }
+            if changed || now >= next_tick {
+                self.check_stalls(now)?;
+                progress(&Progress {
+                    phase,
+                    elapsed: now - phase_start,
+                    planned,
+                    connected: self.conns.len(),
+                    connections: self.conns.len(),
+                    responses: self.tally.responses,
+                });
+                next_tick = now + TICK;
+                changed = false;
+            }
+
+            let timeout = wait_until(now, (phase_start + planned).min(next_tick));
+            let n = match self.epoll.wait(&mut events, timeout) {
+                Ok(n) => n,
+                Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    return Err(LoadError::Setup {
+                        what: "wait for events (epoll_wait)",
+                        err: e.into(),
+                    });
+                }
+            };
+            for event in &events[..n] {
+                self.on_event(event.data() as usize, event.events())?;
+            }
+        }
+        // Every byte sent has come back and been checked. Dropping the
+        // sockets now closes them with a FIN each, nothing unread.
+        report.ok_or_else(|| LoadError::Setup {
+            what: "finish the run",
+            err: io::Error::other("the drain ended before the window closed"),
+        })
+    }
+
+    /// A socket is readable (an echo, or EOF, or an error) or writable.
+    fn on_event(&mut self, index: usize, flags: EpollFlags) -> Result<(), LoadError> {
+        let conn = &mut self.conns[index];
+        if flags.intersects(EpollFlags::EPOLLIN | EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR) {
+            // One clock reading per event: the echoes read now completed
+            // now, and the messages they release start now.
+            let now = Instant::now();
+            receive(
+                conn,
+                index,
+                &mut self.scratch,
+                &mut self.expected,
+                &mut self.tally,
+                self.length,
+                now,
+            )?;
+        }
+        // After a read there may be new messages to send; after "writable"
+        // there is room for the rest of an old one.
+        if conn.sent < conn.released {
+            flush(
+                &self.epoll,
+                conn,
+                index,
+                &mut self.scratch,
+                &mut self.tally,
+                self.length,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// A connection whose oldest message has waited longer than the time
+    /// limit fails the run: a server that stops answering one client
+    /// (lesson 01 with a second one, a lost wake-up) must not hide behind
+    /// the throughput of the others.
+    fn check_stalls(&self, now: Instant) -> Result<(), LoadError> {
+        for (index, conn) in self.conns.iter().enumerate() {
+            if let Some(&oldest) = conn.started.front()
+                && now.duration_since(oldest) >= self.config.timeout
+            {
+                return Err(stalled(index, conn, now));
+            }
+        }
+        Ok(())
+    }
+
+    /// The drain ran out of time: name the connection that waited longest.
+    fn oldest_stall(&self, now: Instant) -> LoadError {
+        let oldest = self
+            .conns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.started.front().map(|t| (i, *t)))
+            .min_by_key(|(_, t)| *t);
+        match oldest {
+            Some((index, _)) => stalled(index, &self.conns[index], now),
+            None => LoadError::Setup {
+                what: "finish the drain",
+                err: io::Error::other("messages counted in flight, but none found"),
+            },
+        }
+    }
+
+    fn report(&self, window: Duration, cpu_at_start: Option<(Duration, Duration)>) -> Report {
+        let t = &self.tally;
+        let seconds = window.as_secs_f64();
+        let per_sec = |n: u64| n as f64 / seconds;
+        let client_cpu = match (cpu_at_start, thread_cpu_time()) {
+            (Some((u0, s0)), Some((u1, s1))) => {
+                let (user, system) = (u1.saturating_sub(u0), s1.saturating_sub(s0));
+                Some(ClientCpu {
+                    user_seconds: user.as_secs_f64(),
+                    system_seconds: system.as_secs_f64(),
+                    busy: (user + system).as_secs_f64() / seconds,
+                })
+            }
+            _ => None,
+        };
+        Report {
+            address: self.config.addr,
+            connections: self.conns.len(),
+            length: self.config.length,
+            pipeline: self.pipeline,
+            warmup_seconds: self.config.warmup.as_secs_f64(),
+            seconds,
+            requests: t.requests,
+            responses: t.responses,
+            bytes: t.bytes,
+            requests_per_sec: per_sec(t.requests),
+            responses_per_sec: per_sec(t.responses),
+            bytes_per_sec: per_sec(t.bytes),
+            latency_us: Latency::from_nanos(&t.latency),
+            errors: 0,
+            pinned_cpu: self.config.pin_cpu,
+            client_cpu,
+            histogram: t.latency.clone(),
+        }
+    }
+}
+
+impl Tally {
+    fn reset(&mut self) {
+        self.requests = 0;
+        self.responses = 0;
+        self.bytes = 0;
+        self.latency.reset();
+    }
+}
+
+fn stalled(index: usize, conn: &Conn, now: Instant) -> LoadError {
+    LoadError::Stalled {
+        conn: index,
+        waited: conn
+            .started
+            .front()
+            .map_or(Duration::ZERO, |t| now.duration_since(*t)),
+        received: conn.received,
+        sent: conn.sent,
+    }
+}
+
+/// Starts one message: its bytes may now be sent, and its clock runs.
+fn start_message(conn: &mut Conn, tally: &mut Tally, length: u64, now: Instant) {
+    conn.released += length;
+    conn.started.push_back(now);
+    tally.in_flight += 1;
+}
+
+/// Reads what has arrived, checks every byte against what was sent at that
+/// position, and completes the messages it finishes.
+fn receive(
+    conn: &mut Conn,
+    index: usize,
+    scratch: &mut [u8],
+    expected: &mut [u8],
+    tally: &mut Tally,
+    length: u64,
+    now: Instant,
+) -> Result<(), LoadError> {
+    loop {
+        let n = match conn.stream.read(scratch) {
+            // EOF: an echo server closes only after its client does. Any
+            // EOF during a run is the server giving up on us.
+            Ok(0) => {
+                return Err(LoadError::Closed {
+                    conn: index,
+                    received: conn.received,
+                    sent: conn.sent,
+                });
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => {
+                return Err(LoadError::Io {
+                    conn: index,
+                    during: "read",
+                    err,
+                });
+            }
+        };
+        let data = &scratch[..n];
+        // An echo cannot run ahead of what we sent: `sent` is updated as
+        // soon as `write` returns, before this thread can read anything.
+        if conn.received + n as u64 > conn.sent {
+            return Err(LoadError::Extra {
+                conn: index,
+                received: conn.received + n as u64,
+                sent: conn.sent,
+            });
+        }
+        // The check: build what was sent at these offsets again and
+        // compare. No copy of the messages in flight is kept, and a byte
+        // from another connection fails too (it is another stream). The
+        // slices are compared whole first (one `memcmp`, vectorised); only
+        // a difference is looked for byte by byte, to name it.
+        let expected = &mut expected[..n];
+        pattern::fill(index as u64, conn.received, expected);
+        if data != &expected[..] {
+            let i = data
+                .iter()
+                .zip(expected.iter())
+                .position(|(got, wanted)| got != wanted)
+                .unwrap_or(0);
+            return Err(LoadError::Mismatch {
+                conn: index,
+                offset: conn.received + i as u64,
+                got: data[i],
+                wanted: expected[i],
+            });
+        }
+        let completed = (conn.received + n as u64) / length - conn.received / length;
+        conn.received += n as u64;
+        if tally.counting {
+            tally.bytes += n as u64;
+        }
+        for _ in 0..completed {
+            // Messages complete in the order they started: one TCP stream.
+            let Some(started) = conn.started.pop_front() else {
+                break; // cannot happen: received ≤ sent ≤ released
+            };
+            tally.in_flight -= 1;
+            if tally.counting {
+                let ns = u64::try_from(now.duration_since(started).as_nanos()).unwrap_or(u64::MAX);
+                tally.latency.saturating_record(ns.max(1));
+                tally.responses += 1;
+            }
+            // The closed loop: an echo back, the next message out.
+            if tally.sending {
+                start_message(conn, tally, length, now);
+            }
+        }
+        // Level-triggered: a read that did not fill the buffer emptied the
+        // socket, and epoll will report it again when more arrives. Only a
+        // full buffer is worth another read now.
+        if n < scratch.len() {
+            return Ok(());
+        }
+    }
+}
+
+/// Sends the connection's released bytes, as far as the kernel takes them.
+///
+/// The bytes are built on the spot from the pattern, into the shared
+/// scratch buffer; `sent` is all the state a short write needs, because the
+/// bytes at any offset can be built again. When the kernel takes less than
+/// offered, its send buffer is full: ask epoll for "writable" and come back.
+fn flush(
+    epoll: &Epoll,
+    conn: &mut Conn,
+    index: usize,
+    scratch: &mut [u8],
+    tally: &mut Tally,
+    length: u64,
+) -> Result<(), LoadError> {
+    let mut blocked = false;
+    while conn.sent < conn.released {
+        let want = (conn.released - conn.sent).min(scratch.len() as u64) as usize;
+        pattern::fill(index as u64, conn.sent, &mut scratch[..want]);
+        match conn.stream.write(&scratch[..want]) {
+            Ok(n) => {
+                let requests = (conn.sent + n as u64) / length - conn.sent / length;
+                conn.sent += n as u64;
+                if tally.counting {
+                    tally.requests += requests;
+                }
+                if n < want {
+                    // Short write: the next one would only say EAGAIN.
+                    blocked = true;
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                blocked = true;
+                break;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => {
+                return Err(LoadError::Io {
+                    conn: index,
+                    during: "write",
+                    err,
+                });
+            }
+        }
+    }
+    // Ask for "writable" exactly while bytes wait: a socket with room is
+    // writable nearly all the time, and asking regardless would wake the
+    // loop for nothing.
+    if blocked != conn.want_write {
+        let mut flags = EpollFlags::EPOLLIN;
+        if blocked {
+            flags |= EpollFlags::EPOLLOUT;
+        }
+        epoll
+            .modify(&conn.stream, &mut EpollEvent::new(flags, index as u64))
+            .map_err(|e| LoadError::Io {
+                conn: index,
+                during: "epoll_ctl",
+                err: e.into(),
+            })?;
+        conn.want_write = blocked;
+    }
+    Ok(())
+}
+
+/// The epoll timeout that wakes us at `deadline`: rounded up to whole
+/// milliseconds, so we never wake a moment early and spin.
+fn wait_until(now: Instant, deadline: Instant) -> EpollTimeout {
+    let left = deadline.saturating_duration_since(now);
+    let ms = left.as_micros().div_ceil(1000);
+    EpollTimeout::from(u16::try_from(ms).unwrap_or(u16::MAX))
+}
+
+fn with_context(what: &str, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{what}: {e}"))
+}

@@ -48,6 +48,28 @@ pub fn explain_setup_error(e: &io::Error) -> String {
     }
 }
 
+/// Why a buffer ring could not be registered, in one line that says what to do.
+///
+/// The kernel pins a buffer ring's memory and, for a user without
+/// `CAP_IPC_LOCK`, charges it to the same locked-memory limit as the ring
+/// itself. So `ENOMEM` here is that limit again, not an old kernel: a
+/// limit just big enough for the ring fails one step later, at this call.
+/// (The fault suite found the first version of this line blaming the
+/// kernel version for it; see `tests/faults.rs`, `memlock_edge`.)
+pub fn explain_buf_ring_error(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(nix::libc::ENOMEM) => format!(
+            "the buffer ring does not fit in locked memory ({e}): raise the limit \
+             (`ulimit -l`) or ask for fewer buffers (--buffers)"
+        ),
+        _ => format!(
+            "this kernel cannot register a buffer ring ({e}): registered buffer rings and \
+             multishot accept need Linux 5.19, multishot receive 6.0 (see `uname -r`); \
+             lesson 04 runs without them"
+        ),
+    }
+}
+
 /// Builds a ring with `builder`, turning a failure into [`explain_setup_error`]'s line.
 pub fn build(builder: &io_uring::Builder, entries: u32) -> Result<IoUring, String> {
     builder.build(entries).map_err(|e| explain_setup_error(&e))
@@ -145,13 +167,7 @@ pub fn check_multishot_recv(ring: &mut IoUring) -> Result<(), String> {
                 0,
             )
         }
-        .map_err(|e| {
-            format!(
-                "this kernel cannot register a buffer ring ({e}): registered buffer rings and \
-                 multishot accept need Linux 5.19, multishot receive 6.0 (see `uname -r`); \
-                 lesson 04 runs without them"
-            )
-        })?;
+        .map_err(|e| explain_buf_ring_error(&e))?;
         let outcome = (|| {
             let (ours, theirs) =
                 UnixStream::pair().map_err(|e| fail("cannot create a socket pair", &e))?;

@@ -628,11 +628,11 @@ impl Server {
         uring::check_multishot_recv(&mut ring)?;
 
         let pool = Pool::new(args.buffers, args.buffer_size)?;
-        pool.register(&ring).map_err(|e| {
-            format!(
-                "cannot register the buffer ring ({e}): registered buffer rings need Linux 5.19"
-            )
-        })?;
+        // ENOMEM here is the locked-memory limit, not an old kernel: the
+        // kernel pins the ring's entries and charges them to `ulimit -l`,
+        // like the io_uring itself. The library's line says which it was.
+        pool.register(&ring)
+            .map_err(|e| uring::explain_buf_ring_error(&e))?;
         // ANCHOR_END: setup_ring
         // ANCHOR: share
         // A connection's share: the buffers it may hold before we stop

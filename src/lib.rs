@@ -10,6 +10,7 @@ pub mod alloc_count;
 pub mod cli;
 pub mod client;
 pub mod grader;
+pub mod ladder;
 pub mod lessons;
 pub mod limits;
 pub mod listen;

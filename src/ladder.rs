@@ -360,10 +360,53 @@ pub fn mean_rates(data: &LadderData) -> Vec<(String, Vec<(usize, f64)>)> {
     out
 }
 
-/// Draws `requests.svg`, `syscalls.svg` and `memory.svg` into `dir` from the
-/// data alone, so the charts can be redrawn without measuring again.
+/// The median of `values` (the mean of the middle two for an even count), or
+/// `None` when there are none.
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
+    }
+}
+
+/// `[p50, p99, p99.9]`, in microseconds.
+pub type Percentiles = [f64; 3];
+
+/// Latency percentiles `[p50, p99, p99.9]` in microseconds per (server,
+/// clients): for each percentile, the median over the rounds that succeeded
+/// of that run's figure, as the results chapter's tables give them.
+pub fn median_latencies(data: &LadderData) -> Vec<(String, Vec<(usize, Percentiles)>)> {
+    let mut out = Vec::new();
+    for server in data.servers.iter().filter(|s| s.skipped.is_none()) {
+        let mut points = Vec::new();
+        for &clients in &data.settings.clients {
+            let runs: Vec<&Run> = data
+                .runs
+                .iter()
+                .filter(|r| r.server == server.name && r.clients == clients && r.error.is_none())
+                .collect();
+            let pick = |f: fn(&Run) -> f64| median(&runs.iter().map(|r| f(r)).collect::<Vec<_>>());
+            if let (Some(p50), Some(p99), Some(p999)) =
+                (pick(|r| r.p50_us), pick(|r| r.p99_us), pick(|r| r.p999_us))
+            {
+                points.push((clients, [p50, p99, p999]));
+            }
+        }
+        out.push((server.name.clone(), points));
+    }
+    out
+}
+
+/// Draws `requests.svg`, `latency.svg`, `syscalls.svg` and `memory.svg` into
+/// `dir` from the data alone, so the charts can be redrawn without measuring
+/// again.
 pub fn draw_charts(dir: &Path, data: &LadderData) -> Result<Vec<PathBuf>, String> {
     use plotters::prelude::*;
+    use plotters::style::text_anchor::{HPos, Pos, VPos};
 
     let err = |what: &str, e: &dyn std::fmt::Display| format!("cannot draw {what}: {e}");
     let colors = [&RED, &BLUE, &GREEN, &MAGENTA, &CYAN, &BLACK];
@@ -424,6 +467,129 @@ pub fn draw_charts(dir: &Path, data: &LadderData) -> Result<Vec<PathBuf>, String
     }
     written.push(path);
 
+    // Latency percentiles, one panel per client count, three bars per
+    // server. Each panel has its own scale: the tail at 1,000 clients is ten
+    // times the one at 50.
+    let latencies = median_latencies(data);
+    let panels: Vec<usize> = data
+        .settings
+        .clients
+        .iter()
+        .copied()
+        .filter(|&c| {
+            latencies
+                .iter()
+                .any(|(_, p)| p.iter().any(|&(pc, _)| pc == c))
+        })
+        .collect();
+    if !panels.is_empty() {
+        let file = "latency.svg";
+        let path = dir.join(file);
+        let percentiles = [("p50", &GREEN), ("p99", &BLUE), ("p99.9", &RED)];
+        let names: Vec<String> = latencies.iter().map(|(n, _)| n.clone()).collect();
+        let slots = names.len();
+        let root = SVGBackend::new(&path, (820, 300 * panels.len() as u32)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(file, &e))?;
+        for (area, &clients) in root
+            .split_evenly((panels.len(), 1))
+            .iter()
+            .zip(panels.iter())
+        {
+            let bars: Vec<(usize, Percentiles)> = latencies
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (_, p))| {
+                    p.iter()
+                        .find(|&&(c, _)| c == clients)
+                        .map(|&(_, v)| (i, v.map(|us| us / 1000.0)))
+                })
+                .collect();
+            let top = bars
+                .iter()
+                .flat_map(|(_, v)| v.iter().copied())
+                .fold(0.1, f64::max)
+                * 1.15;
+            let mut chart = ChartBuilder::on(area)
+                .caption(
+                    format!(
+                        "latency, {clients} clients x {} B, ms (median of rounds)",
+                        data.settings.length
+                    ),
+                    ("sans-serif", 18),
+                )
+                .margin(12)
+                .x_label_area_size(28)
+                .y_label_area_size(56)
+                .build_cartesian_2d(-0.5..slots as f64 - 0.5, 0.0..top)
+                .map_err(|e| err(file, &e))?;
+            chart
+                .configure_mesh()
+                .disable_x_mesh()
+                .x_labels(slots)
+                // Only the whole numbers are servers; the rest stay blank.
+                .x_label_formatter(&|v| {
+                    let i = v.round();
+                    if (v - i).abs() < 1e-6 && i >= 0.0 {
+                        names.get(i as usize).cloned().unwrap_or_default()
+                    } else {
+                        String::new()
+                    }
+                })
+                .y_desc("ms")
+                .y_label_formatter(&|v| {
+                    if top >= 10.0 {
+                        format!("{v:.0}")
+                    } else {
+                        format!("{v:.1}")
+                    }
+                })
+                .draw()
+                .map_err(|e| err(file, &e))?;
+            for (k, &(label, color)) in percentiles.iter().enumerate() {
+                let offset = (k as f64 - 1.0) * 0.27;
+                chart
+                    .draw_series(bars.iter().map(|&(i, v)| {
+                        let x = i as f64 + offset;
+                        Rectangle::new([(x - 0.12, 0.0), (x + 0.12, v[k])], color.mix(0.7).filled())
+                    }))
+                    .map_err(|e| err(file, &e))?
+                    .label(label)
+                    .legend(move |(x, y)| {
+                        Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.mix(0.7).filled())
+                    });
+                // The value above each bar, so the chart reads without the table.
+                chart
+                    .draw_series(bars.iter().map(|&(i, v)| {
+                        let x = i as f64 + offset;
+                        let text = if v[k] < 10.0 {
+                            format!("{:.2}", v[k])
+                        } else {
+                            format!("{:.1}", v[k])
+                        };
+                        Text::new(
+                            text,
+                            (x, v[k] + top * 0.01),
+                            ("sans-serif", 11)
+                                .into_font()
+                                .color(&BLACK)
+                                .pos(Pos::new(HPos::Center, VPos::Bottom)),
+                        )
+                    }))
+                    .map_err(|e| err(file, &e))?;
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()
+                .map_err(|e| err(file, &e))?;
+        }
+        root.present().map_err(|e| err(file, &e))?;
+        drop(root);
+        written.push(path);
+    }
+
     // One bar per server, for the two measures that separate the designs.
     let syscalls: Vec<(String, f64)> = data
         .syscalls
@@ -474,10 +640,21 @@ pub fn draw_charts(dir: &Path, data: &LadderData) -> Result<Vec<PathBuf>, String
             .map_err(|e| err(file, &e))?;
         chart
             .draw_series(
-                Histogram::vertical(&chart)
-                    .style(BLUE.mix(0.6).filled())
-                    .margin(12)
-                    .data(bars.iter().enumerate().map(|(i, b)| (i, b.1))),
+                // Rectangles in order, as `Histogram` would draw them but
+                // without its hash map, so a redraw writes the same bytes.
+                bars.iter().enumerate().map(|(i, b)| {
+                    let end = if i + 1 == bars.len() {
+                        SegmentValue::Last
+                    } else {
+                        SegmentValue::Exact(i + 1)
+                    };
+                    let mut rect = Rectangle::new(
+                        [(SegmentValue::Exact(i), b.1), (end, 0.0)],
+                        BLUE.mix(0.6).filled(),
+                    );
+                    rect.set_margin(0, 0, 12, 12);
+                    rect
+                }),
             )
             .map_err(|e| err(file, &e))?;
         root.present().map_err(|e| err(file, &e))?;
@@ -508,6 +685,13 @@ mod tests {
         assert_eq!(per_connection_kib(1000, 41_000, 10_000), Some(4.0));
         assert_eq!(per_connection_kib(1000, 900, 100), Some(-1.0));
         assert_eq!(per_connection_kib(1000, 2000, 0), None);
+    }
+
+    #[test]
+    fn the_median_is_the_middle_value() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
     }
 
     #[test]

@@ -309,3 +309,19 @@ pub fn deny_io_uring(command: &mut Command) {
         });
     }
 }
+
+/// One of the counters a lesson prints on its `stats:` line at exit, by
+/// name (`stat(&server.stderr(), "short_sends")`). For tests: it panics, with
+/// the line, when there is no stats line or no such counter.
+pub fn stat(stderr: &str, name: &str) -> u64 {
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("stats:"))
+        .unwrap_or_else(|| panic!("no stats line at exit in: {stderr}"));
+    let mut words = line.split_whitespace();
+    words
+        .find(|w| *w == name)
+        .and_then(|_| words.next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no `{name}` in {line}"))
+}

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use uring_echo_book::client::{self, NonReader};
-use uring_echo_book::grader::{self, CHECKS, Verdict};
+use uring_echo_book::grader::{self, CHECKS};
 use uring_echo_book::process::{ServerProcess, binary_path};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -30,12 +30,7 @@ fn edge_triggered_passes_every_check() {
         None,
         |_| {},
     );
-    let failed: Vec<_> = report
-        .checks
-        .iter()
-        .filter(|c| c.result != Verdict::Pass)
-        .map(|c| format!("{}: {}", c.name, c.detail))
-        .collect();
+    let failed = report.not_passed();
     assert!(failed.is_empty(), "{failed:#?}\n{}", server.stderr());
 }
 

@@ -80,12 +80,7 @@ fn every_peer_passes_every_check() {
         let server = ServerProcess::start(binary_path(peer.name), &["--addr", "127.0.0.1:0"])
             .unwrap_or_else(|e| panic!("{} did not start: {e}", peer.name));
         let report = grader::grade(server.addr(), peer.name, &all_checks(), None, |_| {});
-        let failed: Vec<_> = report
-            .checks
-            .iter()
-            .filter(|c| c.result != Verdict::Pass)
-            .map(|c| format!("{}: {}", c.name, c.detail))
-            .collect();
+        let failed = report.not_passed();
         assert!(failed.is_empty(), "{}: {failed:#?}", peer.name);
     }
 }

@@ -8,9 +8,9 @@ use std::thread;
 use std::time::Duration;
 
 use uring_echo_book::client::{self, NonReader};
-use uring_echo_book::grader::{self, CHECKS, Verdict};
+use uring_echo_book::grader::{self, CHECKS};
 use uring_echo_book::lessons::lesson;
-use uring_echo_book::process::{ServerProcess, binary_path};
+use uring_echo_book::process::{ServerProcess, binary_path, stat};
 
 const LIMIT: Duration = Duration::from_secs(30);
 const NAME: &str = "05_uring_multishot";
@@ -26,32 +26,13 @@ fn start(args: &[&str]) -> Option<ServerProcess> {
     Some(ServerProcess::start(binary_path(NAME), &all).expect("05_uring_multishot starts"))
 }
 
-/// One of the counters the server prints on stderr at exit, by name.
-fn stat(stderr: &str, name: &str) -> u64 {
-    let line = stderr
-        .lines()
-        .find(|l| l.starts_with("stats:"))
-        .unwrap_or_else(|| panic!("a stats line at exit: {stderr}"));
-    let mut words = line.split_whitespace();
-    words
-        .find(|w| *w == name)
-        .and_then(|_| words.next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no `{name}` in {line}"))
-}
-
 /// Runs every check but `skip` against the server, asserts they all pass,
 /// stops the server with SIGINT and returns its stderr.
 fn grade_and_stop(mut server: ServerProcess, label: &str, skip: &[&str]) -> String {
     uring_echo_book::limits::raise_open_file_limit_or_warn();
     let checks: Vec<_> = CHECKS.iter().filter(|c| !skip.contains(&c.name)).collect();
     let report = grader::grade(server.addr(), label, &checks, None, |_| {});
-    let failed: Vec<_> = report
-        .checks
-        .iter()
-        .filter(|c| c.result != Verdict::Pass)
-        .map(|c| format!("{}: {}", c.name, c.detail))
-        .collect();
+    let failed = report.not_passed();
     assert!(
         failed.is_empty(),
         "{label}: {failed:#?}\n{}",

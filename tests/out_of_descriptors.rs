@@ -14,23 +14,9 @@ use std::time::{Duration, Instant};
 use uring_echo_book::client;
 use uring_echo_book::lessons::lesson;
 use uring_echo_book::pattern;
-use uring_echo_book::process::{ServerProcess, binary_path};
+use uring_echo_book::process::{ServerProcess, binary_path, stat};
 
 const LIMIT: Duration = Duration::from_secs(30);
-
-/// One of the counters a lesson prints on stderr at exit, by name.
-fn stat(stderr: &str, name: &str) -> u64 {
-    let line = stderr
-        .lines()
-        .find(|l| l.starts_with("stats:"))
-        .expect("a stats line at exit");
-    let mut words = line.split_whitespace();
-    words
-        .find(|w| *w == name)
-        .and_then(|_| words.next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no `{name}` in {line}"))
-}
 
 /// `wakeups` names the counter of loop iterations: epoll_wait calls for 03,
 /// io_uring_enter calls for the io_uring lessons.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use uring_echo_book::client;
 use uring_echo_book::lessons::{LESSONS, lesson};
-use uring_echo_book::process::{ServerProcess, binary_path, deny_io_uring};
+use uring_echo_book::process::{ServerProcess, binary_path, deny_io_uring, stat};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -38,20 +38,6 @@ fn without_io_uring_each_lesson_says_so_in_one_line() {
         );
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
-}
-
-/// The counters a lesson prints on stderr at exit, by name.
-fn stat(stderr: &str, name: &str) -> u64 {
-    let line = stderr
-        .lines()
-        .find(|l| l.starts_with("stats:"))
-        .expect("a stats line at exit");
-    let mut words = line.split_whitespace();
-    words
-        .find(|w| *w == name)
-        .and_then(|_| words.next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no `{name}` in {line}"))
 }
 
 fn short_sends_are_completed(name: &str) {

@@ -68,6 +68,18 @@ pub struct ServerReport {
     pub checks: Vec<CheckResult>,
 }
 
+impl ServerReport {
+    /// "check: detail" for every check that did not pass outright: what a
+    /// test prints when it wants every check to pass.
+    pub fn not_passed(&self) -> Vec<String> {
+        self.checks
+            .iter()
+            .filter(|c| c.result != Verdict::Pass)
+            .map(|c| format!("{}: {}", c.name, c.detail))
+            .collect()
+    }
+}
+
 /// Runs one check with its time limit. A check that overruns is abandoned:
 /// its own I/O time limits end its thread soon after.
 pub fn run_check(check: &'static Check, addr: SocketAddr) -> (Result<String, String>, Duration) {

@@ -9,6 +9,7 @@
 pub mod alloc_count;
 pub mod cli;
 pub mod client;
+pub mod exercises;
 pub mod grader;
 pub mod ladder;
 pub mod lessons;

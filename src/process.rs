@@ -32,15 +32,28 @@ const STDERR_KEEP: usize = 64 * 1024;
 /// `target/<profile>/`; the package's binaries are in `target/<profile>/`, and
 /// Cargo builds them before it runs a test or a bench.
 pub fn binary_path(name: &str) -> PathBuf {
+    profile_dir().join(format!("{name}{}", env::consts::EXE_SUFFIX))
+}
+
+/// The path of an example of this package (`target/<profile>/examples/NAME`).
+/// `cargo test` builds every example before it runs the tests.
+pub fn example_path(name: &str) -> PathBuf {
+    profile_dir()
+        .join("examples")
+        .join(format!("{name}{}", env::consts::EXE_SUFFIX))
+}
+
+/// `target/<profile>/`, found from the running executable.
+fn profile_dir() -> PathBuf {
     let exe = env::current_exe().expect("the running executable has a path");
     let mut dir = exe
         .parent()
         .expect("an executable lives in a directory")
         .to_path_buf();
-    if dir.ends_with("deps") {
+    if dir.ends_with("deps") || dir.ends_with("examples") {
         dir.pop();
     }
-    dir.join(format!("{name}{}", env::consts::EXE_SUFFIX))
+    dir
 }
 
 /// A running server, killed when dropped.

@@ -5,6 +5,8 @@
 //! cargo run --bin echo-check -- --expect 01_blocking 127.0.0.1:7878
 //! cargo run --bin echo-check -- --json 10.0.0.5:7878 10.0.0.6:7878 > grades.json
 //! cargo run --bin echo-check -- --list
+//! cargo run --bin echo-check -- --exercise 03-partial-writes   # build, start and grade a starter
+//! cargo run --bin echo-check -- --exercise all                 # which exercises pass so far
 //! ```
 //!
 //! Exit status: 0 when every check passed or failed as expected, 1 when a
@@ -16,7 +18,8 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
 use uring_echo_book::cli::parse_addr;
-use uring_echo_book::grader::{self, CHECKS, Check, report};
+use uring_echo_book::exercises;
+use uring_echo_book::grader::{self, CHECKS, Check, EXERCISE_CHECKS, report};
 use uring_echo_book::lessons::{LESSONS, lesson};
 use uring_echo_book::limits::raise_open_file_limit_or_warn;
 
@@ -25,7 +28,12 @@ use uring_echo_book::limits::raise_open_file_limit_or_warn;
 #[command(name = "echo-check", version)]
 struct Args {
     /// Addresses of the servers to grade, such as 127.0.0.1:7878 or [::1]:7878.
-    #[arg(value_name = "ADDR", required_unless_present = "list", value_parser = parse_addr)]
+    #[arg(
+        value_name = "ADDR",
+        required_unless_present_any = ["list", "exercise", "exercises"],
+        conflicts_with = "exercise",
+        value_parser = parse_addr
+    )]
     addrs: Vec<SocketAddr>,
 
     /// Run only these checks (comma-separated names, see --list).
@@ -48,17 +56,36 @@ struct Args {
     /// List the checks with what each one does and its time limit, then exit.
     #[arg(long)]
     list: bool,
+
+    /// Build an exercise's starter (`exercises/NAME/starter.rs`), start it on
+    /// a free port, run the exercise's checks and say what to look at next.
+    /// `all` runs every exercise and prints which pass.
+    #[arg(long, value_name = "NAME|all", conflicts_with_all = ["only", "skip", "expect"])]
+    exercise: Option<String>,
+
+    /// With --exercise: grade the reference solution instead of the starter.
+    #[arg(long, requires = "exercise")]
+    solution: bool,
+
+    /// With --exercise: do not run `cargo build` first (the program is
+    /// already built, for instance by `cargo test`).
+    #[arg(long, requires = "exercise")]
+    no_build: bool,
+
+    /// List the exercises, their kind and their checks, then exit.
+    #[arg(long)]
+    exercises: bool,
 }
 
 fn checks_help() -> String {
+    let line = |c: &Check| format!("  {:<14} {:>4} s  {}\n", c.name, c.limit.as_secs(), c.what);
     let mut text = String::from("Checks, in the order they run (each with its time limit):\n");
     for c in CHECKS {
-        text.push_str(&format!(
-            "  {:<11} {:>4} s  {}\n",
-            c.name,
-            c.limit.as_secs(),
-            c.what
-        ));
+        text.push_str(&line(c));
+    }
+    text.push_str("\nChecks that exercises add, run only when named (--only or --exercise):\n");
+    for c in EXERCISE_CHECKS {
+        text.push_str(&line(c));
     }
     text.push_str(&format!(
         "\nA check also fails when one reply takes longer than {} s.\n\
@@ -88,10 +115,21 @@ fn main() -> ExitCode {
         println!();
         return ExitCode::SUCCESS;
     }
+    if args.exercises {
+        print!("{}", exercise_list());
+        return ExitCode::SUCCESS;
+    }
+    if let Some(name) = &args.exercise {
+        return run_exercises(name, &args);
+    }
 
     for name in args.only.iter().chain(&args.skip) {
         if grader::check(name).is_none() {
-            let names: Vec<_> = CHECKS.iter().map(|c| c.name).collect();
+            let names: Vec<_> = CHECKS
+                .iter()
+                .chain(EXERCISE_CHECKS)
+                .map(|c| c.name)
+                .collect();
             return usage_error(format!(
                 "no check is called `{name}`; the checks are {}",
                 names.join(", ")
@@ -109,9 +147,19 @@ fn main() -> ExitCode {
             ));
         }
     };
-    let selected: Vec<&'static Check> = CHECKS
-        .iter()
-        .filter(|c| args.only.is_empty() || args.only.iter().any(|n| n == c.name))
+    // By default the nine standard checks; `--only` may also name the checks
+    // exercises add, which need the server started with their option.
+    let selected: Vec<&'static Check> = if args.only.is_empty() {
+        CHECKS.iter().collect()
+    } else {
+        CHECKS
+            .iter()
+            .chain(EXERCISE_CHECKS)
+            .filter(|c| args.only.iter().any(|n| n == c.name))
+            .collect()
+    };
+    let selected: Vec<&'static Check> = selected
+        .into_iter()
         .filter(|c| !args.skip.iter().any(|n| n == c.name))
         .collect();
 
@@ -141,5 +189,172 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+fn exercise_list() -> String {
+    let mut text = String::from("Exercises (statement: exercises/NAME/README.md):\n");
+    for e in exercises::all() {
+        let checks = if e.has_code() {
+            e.checks.join(", ")
+        } else {
+            "no check".to_string()
+        };
+        text.push_str(&format!(
+            "  {:<22} {:<30} {}\n  {:<22} checks: {checks}\n",
+            e.name,
+            e.kind.describe(),
+            e.title,
+            ""
+        ));
+        if !e.server_args.is_empty() {
+            text.push_str(&format!(
+                "  {:<22} the server runs with: {}\n",
+                "",
+                e.server_args.join(" ")
+            ));
+        }
+    }
+    text.push_str(
+        "\nRun one: cargo run --bin echo-check -- --exercise NAME  (add --solution for the reference)\n",
+    );
+    text
+}
+
+/// `--exercise NAME|all`: build, start and grade, then say what is next.
+fn run_exercises(name: &str, args: &Args) -> ExitCode {
+    use exercises::run::{self, Program};
+    let chosen: Vec<_> = if name == "all" {
+        exercises::all().filter(|e| e.has_code()).collect()
+    } else {
+        match exercises::exercise(name) {
+            Some(e) if e.has_code() => vec![e],
+            Some(e) => {
+                println!(
+                    "{} is a measure-and-explain exercise: it has no check. Its statement is {}.",
+                    e.name,
+                    e.statement_path()
+                );
+                return ExitCode::SUCCESS;
+            }
+            None => {
+                let names: Vec<_> = exercises::all().map(|e| e.name).collect();
+                return usage_error(format!(
+                    "no exercise is called `{name}`; the exercises are {}",
+                    names.join(", ")
+                ));
+            }
+        }
+    };
+    let program = if args.solution {
+        Program::Solution
+    } else {
+        Program::Starter
+    };
+    raise_open_file_limit_or_warn();
+    let show_progress = io::stderr().is_terminal();
+    let single = chosen.len() == 1;
+    let mut reports = Vec::new();
+    let mut summary = Vec::new();
+    for exercise in chosen {
+        let example = program.example(exercise);
+        if !args.no_build
+            && let Err(e) = run::build(&example)
+        {
+            eprintln!("{}: {e}", exercise.name);
+            summary.push((exercise, "does not build".to_string()));
+            continue;
+        }
+        if show_progress {
+            eprintln!("{}: grading {}", exercise.name, program.source(exercise));
+        }
+        match run::grade(exercise, program, |check| {
+            if show_progress {
+                eprintln!("{}: {} — {}", exercise.name, check.name, check.what);
+            }
+        }) {
+            Ok((report, server)) => {
+                let failed = report
+                    .checks
+                    .iter()
+                    .filter(|c| c.result.is_failure())
+                    .count();
+                let verdict = if report.ok {
+                    "DONE".to_string()
+                } else {
+                    format!("{failed} of {} checks fail", report.checks.len())
+                };
+                if !args.json && single {
+                    print!("{}", report::table(&report));
+                    if report.ok && program == Program::Solution {
+                        println!(
+                            "\nDONE: the reference solution passes every check of {}.",
+                            exercise.name
+                        );
+                    } else if report.ok {
+                        println!(
+                            "\nDONE: every check of {} passes. Compare with the reference \
+                             solution, {}.",
+                            exercise.name,
+                            exercise.solution_path()
+                        );
+                    } else {
+                        print_stderr_tail(&server.stderr());
+                        println!(
+                            "\nNOT YET: fix what the first failure above points at, then run \
+                             this again. The statement: {}.",
+                            exercise.statement_path()
+                        );
+                    }
+                }
+                summary.push((exercise, verdict));
+                reports.push(report);
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", exercise.name);
+                summary.push((exercise, "does not start".to_string()));
+            }
+        }
+    }
+    if args.json {
+        println!("{}", report::json(&reports));
+    } else if !single {
+        println!("Exercises ({}):", program.source_kind());
+        for (exercise, verdict) in &summary {
+            println!(
+                "  {:<22} {:<32} {verdict}",
+                exercise.name,
+                exercise.kind.describe()
+            );
+        }
+        let measures: Vec<_> = exercises::all()
+            .filter(|e| !e.has_code())
+            .map(|e| e.name)
+            .collect();
+        println!("  measure and explain, no check: {}", measures.join(", "));
+    }
+    if summary.iter().all(|(_, v)| v == "DONE") {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The last lines your server wrote on stderr: its own account of what
+/// went wrong, next to the grader's.
+fn print_stderr_tail(stderr: &str) {
+    const LINES: usize = 12;
+    let lines: Vec<&str> = stderr.lines().collect();
+    if lines.is_empty() {
+        return;
+    }
+    let from = lines.len().saturating_sub(LINES);
+    println!(
+        "\n  your server's stderr (the last {} of {} lines):",
+        lines.len() - from,
+        lines.len()
+    );
+    for line in &lines[from..] {
+        println!("    {line}");
     }
 }

@@ -6,6 +6,7 @@
 //! or as JSON (schema documented in [`report::JSON_SCHEMA_VERSION`]) for scripts.
 
 pub mod checks;
+pub mod exercise_checks;
 pub mod report;
 
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub use checks::{CHECKS, Check, REPLY_TIMEOUT, check};
+pub use exercise_checks::EXERCISE_CHECKS;
 
 use crate::lessons::Lesson;
 

@@ -98,7 +98,7 @@ pub fn table(report: &ServerReport) -> String {
     }
     let _ = writeln!(
         out,
-        "  {:<11} {:<9} {:>7}  DETAIL",
+        "  {:<14} {:<9} {:>7}  DETAIL",
         "CHECK", "RESULT", "TIME"
     );
     for c in &report.checks {
@@ -108,7 +108,7 @@ pub fn table(report: &ServerReport) -> String {
         };
         let _ = writeln!(
             out,
-            "  {:<11} {:<9} {:>6.1}s  {}",
+            "  {:<14} {:<9} {:>6.1}s  {}",
             c.name,
             verdict_word(c.result),
             c.seconds,

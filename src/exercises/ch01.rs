@@ -1,0 +1,43 @@
+//! Chapter 01's exercises.
+
+use super::{Exercise, Kind};
+
+pub(super) const EXERCISES: &[Exercise] = &[
+    Exercise {
+        name: "01-end-of-file",
+        lesson: "01_blocking",
+        title: "The client that left",
+        kind: Kind::Fix,
+        checks: &["basic", "sizes", "half_close"],
+        server_args: &[],
+        hints: &[(
+            "*",
+            "the grader first connects once and hangs up, to see that your server answers; \
+             after that, nobody was served. What does `read` return once the peer has \
+             closed, and what does the loop do with it?",
+        )],
+    },
+    Exercise {
+        name: "01-idle-timeout",
+        lesson: "01_blocking",
+        title: "An idle client must not hold the server forever",
+        kind: Kind::Extend,
+        checks: &["idle_timeout", "basic", "sizes"],
+        server_args: &["--idle-timeout", "1"],
+        hints: &[(
+            "idle_timeout",
+            "set a read timeout on the stream before serving it; a read that times out \
+             fails with kind WouldBlock on Linux (TimedOut on Windows): end the session \
+             there, and the next client gets its turn",
+        )],
+    },
+    Exercise {
+        name: "01-syscalls",
+        lesson: "01_blocking",
+        title: "Count the system calls",
+        kind: Kind::Measure,
+        checks: &[],
+        server_args: &[],
+        hints: &[],
+    },
+];

@@ -1,0 +1,302 @@
+//! Every exercise, both ways: its reference solution passes every check the
+//! exercise names, and its starter fails at least one of them. A starter
+//! that passes would be an exercise with nothing to do; a solution that
+//! fails would send students after a fault that is ours.
+//!
+//! The starters and solutions are Cargo examples, which `cargo test` builds
+//! before it runs this file. Exercises on io_uring lessons are skipped, with
+//! the reason printed, where the kernel or a container forbids io_uring.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Mutex;
+use std::thread;
+
+use uring_echo_book::exercises::run::{self, Program};
+use uring_echo_book::exercises::{self, Exercise, Kind};
+use uring_echo_book::grader::{self, Verdict};
+use uring_echo_book::lessons::lesson;
+use uring_echo_book::process::binary_path;
+
+fn read(path: &str) -> String {
+    let full = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    fs::read_to_string(&full).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn exists(path: &str) -> bool {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path).exists()
+}
+
+/// Why this machine cannot run `exercise`'s programs, if it cannot.
+fn cannot_run(exercise: &Exercise) -> Option<String> {
+    let lesson = lesson(exercise.lesson)?;
+    if lesson.linux_only && !cfg!(target_os = "linux") {
+        return Some("needs Linux".into());
+    }
+    #[cfg(target_os = "linux")]
+    if lesson.needs_io_uring {
+        return uring_echo_book::uring::available().err();
+    }
+    None
+}
+
+#[test]
+fn every_exercise_has_its_files_checks_and_chapter() {
+    let manifest = read("Cargo.toml");
+    let mut names: Vec<_> = exercises::all().map(|e| e.name).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(
+        names.len(),
+        exercises::all().count(),
+        "exercise names are unique"
+    );
+
+    for e in exercises::all() {
+        let lesson = lesson(e.lesson)
+            .unwrap_or_else(|| panic!("{}: no lesson is called {}", e.name, e.lesson));
+        assert!(
+            e.name.starts_with(&lesson.name[..3].replace('_', "-")),
+            "{}: the name starts with its lesson's number",
+            e.name
+        );
+        let statement = read(&e.statement_path());
+        assert!(
+            statement.contains("<!-- ANCHOR: statement -->")
+                && statement.contains("<!-- ANCHOR_END: statement -->"),
+            "{}: the statement is marked for the book",
+            e.statement_path()
+        );
+        let chapter = read(&format!("chapters/{}", lesson.chapter));
+        let include = format!("{{{{#include ../{}:statement}}}}", e.statement_path());
+        assert!(
+            chapter.contains(&include),
+            "chapters/{} shows exercise {} with {include}",
+            lesson.chapter,
+            e.name
+        );
+        assert!(exists(&e.solution_path()), "{} exists", e.solution_path());
+
+        if e.kind == Kind::Measure {
+            assert!(
+                e.checks.is_empty(),
+                "{}: a measure exercise has no check",
+                e.name
+            );
+            assert!(!exists(&e.starter_path()), "{}: no starter", e.name);
+            continue;
+        }
+        assert!(
+            !e.checks.is_empty(),
+            "{}: an exercise with code has checks",
+            e.name
+        );
+        for check in e.checks {
+            assert!(
+                grader::check(check).is_some(),
+                "{}: no grader check is called {check}",
+                e.name
+            );
+        }
+        let starter = read(&e.starter_path());
+        assert_eq!(
+            starter.matches("TODO").count(),
+            1,
+            "{}: one TODO, at the place to change",
+            e.starter_path()
+        );
+        assert!(
+            starter.contains("// ANCHOR: todo") && starter.contains("// ANCHOR_END: todo"),
+            "{}: the TODO region is marked for the book",
+            e.starter_path()
+        );
+        let todo_include = format!("{{{{#include ../{}:todo}}}}", e.starter_path());
+        assert!(
+            chapter.contains(&todo_include),
+            "chapters/{} shows {}'s TODO with {todo_include}",
+            lesson.chapter,
+            e.name
+        );
+        for path in [e.starter_path(), e.solution_path()] {
+            let source = read(&path);
+            assert!(
+                !source.contains("allow("),
+                "{path}: no lint allow (it would point at the planted bug)"
+            );
+            if path == e.starter_path() {
+                continue;
+            }
+            assert!(
+                !source.contains("TODO"),
+                "{path}: a solution has no TODO left"
+            );
+        }
+        for (example, path) in [
+            (e.starter_example(), e.starter_path()),
+            (e.solution_example(), e.solution_path()),
+        ] {
+            let entry = format!("[[example]]\nname = \"{example}\"\npath = \"{path}\"\n");
+            assert!(manifest.contains(&entry), "Cargo.toml declares\n{entry}");
+        }
+        for (check, _) in e.hints {
+            assert!(
+                *check == "*" || e.checks.contains(check),
+                "{}: a hint for {check}, which the exercise does not run",
+                e.name
+            );
+        }
+    }
+}
+
+/// Grades one program of one exercise and says what is wrong with the
+/// outcome, if anything.
+fn both_ways(exercise: &'static Exercise, program: Program) -> Option<String> {
+    let (report, server) = match run::grade(exercise, program, |_| {}) {
+        Ok(graded) => graded,
+        Err(e) => return Some(format!("{}: {e}", exercise.name)),
+    };
+    let source = program.source(exercise);
+    match program {
+        Program::Solution if !report.ok => Some(format!(
+            "{source} must pass every check of {}, but: {:?}\nits stderr:\n{}",
+            exercise.name,
+            report.not_passed(),
+            server.stderr()
+        )),
+        Program::Starter if report.checks.iter().all(|c| c.result == Verdict::Pass) => {
+            Some(format!(
+                "{source} must fail at least one of {:?}, but passed them all",
+                exercise.checks
+            ))
+        }
+        _ => {
+            eprintln!(
+                "{source}: {}",
+                report
+                    .checks
+                    .iter()
+                    .map(|c| format!("{} {:?}", c.name, c.result))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            None
+        }
+    }
+}
+
+#[test]
+fn every_solution_passes_and_every_starter_fails() {
+    let mut jobs = Vec::new();
+    for e in exercises::all().filter(|e| e.has_code()) {
+        if let Some(why) = cannot_run(e) {
+            eprintln!("skipping exercise {}: {why}", e.name);
+            continue;
+        }
+        jobs.push((e, Program::Solution));
+        jobs.push((e, Program::Starter));
+    }
+    // Several at a time: most of a failing starter's time is a check waiting
+    // out its time limit, not work.
+    let jobs = Mutex::new(jobs);
+    let problems = Mutex::new(Vec::new());
+    thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                loop {
+                    let Some((exercise, program)) = jobs.lock().unwrap().pop() else {
+                        return;
+                    };
+                    if let Some(problem) = both_ways(exercise, program) {
+                        problems.lock().unwrap().push(problem);
+                    }
+                }
+            });
+        }
+    });
+    let problems = problems.into_inner().unwrap();
+    assert!(problems.is_empty(), "\n{}", problems.join("\n\n"));
+}
+
+#[test]
+fn echo_check_runs_an_exercise_and_lists_them() {
+    let echo_check = |args: &[&str]| {
+        Command::new(binary_path("echo-check"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+
+    let list = echo_check(&["--exercises"]);
+    assert!(list.status.success());
+    let text = String::from_utf8_lossy(&list.stdout);
+    for e in exercises::all() {
+        assert!(
+            text.contains(e.name),
+            "--exercises lists {}:\n{text}",
+            e.name
+        );
+    }
+
+    let done = echo_check(&["--exercise", "01-end-of-file", "--solution", "--no-build"]);
+    let text = String::from_utf8_lossy(&done.stdout);
+    assert!(done.status.success(), "{text}");
+    assert!(text.contains("DONE"), "{text}");
+
+    let measure = echo_check(&["--exercise", "01-syscalls", "--no-build"]);
+    assert!(measure.status.success());
+    assert!(String::from_utf8_lossy(&measure.stdout).contains("no check"));
+
+    let unknown = echo_check(&["--exercise", "no-such-exercise", "--no-build"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("01-end-of-file"));
+}
+
+/// The instructor guide's batch script, as it is written there: one server
+/// that passes, one address where nobody listens.
+#[test]
+fn the_class_grading_script_grades_a_roster() {
+    use uring_echo_book::process::ServerProcess;
+    let server =
+        ServerProcess::start(binary_path("02_threads"), &["--addr", "127.0.0.1:0"]).unwrap();
+    let dir = std::env::temp_dir().join(format!("grade-class-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let roster = dir.join("roster.txt");
+    // A port nobody listens on: bind one, read its number, let it go.
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    fs::write(
+        &roster,
+        format!("# a comment\nada {}\n\nbrian {free}\n", server.addr()),
+    )
+    .unwrap();
+    let output =
+        Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("exercises/class/grade-class.sh"))
+            .arg(&roster)
+            .args(["--only", "basic"])
+            .env("GRADES_DIR", dir.join("grades"))
+            .env("ECHO_CHECK", binary_path("echo-check"))
+            .output()
+            .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "one student did not answer:\n{text}"
+    );
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(line("ada").contains("pass"), "{text}");
+    assert!(line("brian").contains("no answer"), "{text}");
+    let json: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("grades/ada.json")).unwrap()).unwrap();
+    assert_eq!(json["ok"], true);
+    assert_eq!(json["servers"][0]["checks"][0]["name"], "basic");
+    fs::remove_dir_all(&dir).unwrap();
+}

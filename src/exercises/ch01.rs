@@ -5,6 +5,7 @@ use super::{Exercise, Kind};
 pub(super) const EXERCISES: &[Exercise] = &[
     Exercise {
         name: "01-end-of-file",
+        solution: "01-end-of-file",
         lesson: "01_blocking",
         title: "The client that left",
         kind: Kind::Fix,
@@ -19,6 +20,7 @@ pub(super) const EXERCISES: &[Exercise] = &[
     },
     Exercise {
         name: "01-idle-timeout",
+        solution: "01-idle-timeout",
         lesson: "01_blocking",
         title: "An idle client must not hold the server forever",
         kind: Kind::Extend,
@@ -33,6 +35,7 @@ pub(super) const EXERCISES: &[Exercise] = &[
     },
     Exercise {
         name: "01-syscalls",
+        solution: "01-syscalls",
         lesson: "01_blocking",
         title: "Count the system calls",
         kind: Kind::Measure,

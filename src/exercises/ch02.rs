@@ -5,6 +5,7 @@ use super::{Exercise, Kind};
 pub(super) const EXERCISES: &[Exercise] = &[
     Exercise {
         name: "02-lock-across-read",
+        solution: "02-lock-across-read",
         lesson: "02_threads",
         title: "A lock held across a read",
         kind: Kind::Fix,
@@ -29,6 +30,7 @@ pub(super) const EXERCISES: &[Exercise] = &[
     },
     Exercise {
         name: "02-connection-cap",
+        solution: "02-connection-cap",
         lesson: "02_threads",
         title: "A cap on connections",
         kind: Kind::Extend,
@@ -69,6 +71,7 @@ pub(super) const EXERCISES: &[Exercise] = &[
     },
     Exercise {
         name: "02-stack-size",
+        solution: "02-stack-size",
         lesson: "02_threads",
         title: "Smaller stacks",
         kind: Kind::Measure,

@@ -5,6 +5,7 @@ use super::{Exercise, Kind};
 pub(super) const EXERCISES: &[Exercise] = &[
     Exercise {
         name: "03-partial-writes",
+        solution: "03-partial-writes",
         lesson: "03_epoll",
         title: "Keep what write did not take",
         kind: Kind::Fix,
@@ -33,6 +34,7 @@ pub(super) const EXERCISES: &[Exercise] = &[
     },
     Exercise {
         name: "03-idle-timeout",
+        solution: "03-idle-timeout",
         lesson: "03_epoll",
         title: "Close idle connections",
         kind: Kind::Extend,
@@ -67,6 +69,7 @@ pub(super) const EXERCISES: &[Exercise] = &[
     },
     Exercise {
         name: "03-level-vs-edge",
+        solution: "03-level-vs-edge",
         lesson: "03_epoll",
         title: "Level or edge: count the calls",
         kind: Kind::Measure,

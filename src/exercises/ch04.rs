@@ -5,6 +5,7 @@ use super::{Exercise, Kind};
 pub(super) const EXERCISES: &[Exercise] = &[
     Exercise {
         name: "04-short-sends",
+        solution: "04-short-sends",
         lesson: "04_uring",
         title: "Finish a short send",
         kind: Kind::Fix,
@@ -38,6 +39,7 @@ pub(super) const EXERCISES: &[Exercise] = &[
     },
     Exercise {
         name: "04-ring-entries",
+        solution: "04-ring-entries",
         lesson: "04_uring",
         title: "How much one enter carries",
         kind: Kind::Measure,
@@ -47,6 +49,7 @@ pub(super) const EXERCISES: &[Exercise] = &[
     },
     Exercise {
         name: "04-linked-timeout",
+        solution: "04-linked-timeout",
         lesson: "04_uring",
         title: "An idle timeout with a linked timeout",
         kind: Kind::Extend,

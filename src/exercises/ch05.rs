@@ -7,6 +7,7 @@ pub(super) const EXERCISES: &[Exercise] = &[
     // of the lesson itself and have no entry here).
     Exercise {
         name: "05-taskrun-modes",
+        solution: "05-taskrun-modes",
         lesson: "05_uring_multishot",
         title: "Measure the task-run modes",
         kind: Kind::Measure,
@@ -16,6 +17,7 @@ pub(super) const EXERCISES: &[Exercise] = &[
     },
     Exercise {
         name: "05-early-recycle",
+        solution: "05-multishot",
         lesson: "05_uring_multishot",
         title: "A buffer given back too early",
         kind: Kind::Fix,
@@ -44,6 +46,7 @@ pub(super) const EXERCISES: &[Exercise] = &[
     },
     Exercise {
         name: "05-rearm",
+        solution: "05-multishot",
         lesson: "05_uring_multishot",
         title: "A multishot receive that ended",
         kind: Kind::Fix,

@@ -50,6 +50,10 @@ pub struct Exercise {
     /// `NN-slug`: the folder under `exercises/`, the starter's example name,
     /// and what `echo-check --exercise` takes.
     pub name: &'static str,
+    /// The reference solution's name in `exercises/solutions/`: the
+    /// exercise's own name, except where exercises plant different bugs in
+    /// the same program and so share one solution.
+    pub solution: &'static str,
     /// The lesson it belongs to (a name in [`crate::LESSONS`]).
     pub lesson: &'static str,
     /// The title the chapter gives it.
@@ -87,9 +91,9 @@ impl Exercise {
     /// The reference solution: a program, or what we measured.
     pub fn solution_path(&self) -> String {
         if self.has_code() {
-            format!("exercises/solutions/{}.rs", self.name)
+            format!("exercises/solutions/{}.rs", self.solution)
         } else {
-            format!("exercises/solutions/{}.md", self.name)
+            format!("exercises/solutions/{}.md", self.solution)
         }
     }
 
@@ -100,7 +104,7 @@ impl Exercise {
 
     /// The Cargo example that builds the reference solution.
     pub fn solution_example(&self) -> String {
-        format!("{}-solution", self.name)
+        format!("{}-solution", self.solution)
     }
 
     /// The exercise's hint for a failed check, if it has one.

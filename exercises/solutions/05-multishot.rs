@@ -1,17 +1,35 @@
-//! Exercise 05-rearm, the reference solution.
+//! Exercises 05-early-recycle and 05-rearm, the reference solution.
 //!
-//! A multishot receive can end at any completion, also at one that carries
-//! data: when the completion queue is full, the kernel posts that data as
-//! the request's last completion, without IORING_CQE_F_MORE. The starter
-//! looked at F_MORE only on completions without data, so such a receive
-//! stayed "armed" in its books, was never re-armed, and its connection was
-//! never read again. With `--ring-entries 4` (8 completion entries),
-//! 854–975 receives ended that way during one run of the `concurrent`
-//! check, and 198–314 during one of `stalled`; with the default 512
-//! completion entries, none in `concurrent` and 2–4 in `stalled`: enough
-//! for the starter to fail `stalled` with the defaults too.
+//! Both exercises plant a bug in the same compact multishot server, so they
+//! share this one solution: the server as it should be.
+//!
+//! **05-early-recycle** (`on_send` below, the `recycle` region). A buffer
+//! goes back into the ring only when nothing refers to it any more: after
+//! its send has *completed* (or failed), not when the send was queued. Until
+//! then the kernel may still read it: a send to a peer whose socket is full
+//! waits, and reads our buffer only when the peer makes room. The starter
+//! gave the buffer back as soon as it had queued the send; with four
+//! buffers, the next receives refilled it within a few completions, and the
+//! waiting send then carried another client's bytes. With `--buffers 4
+//! --buffer-size 64` the starter failed `concurrent` and `stalled` on every
+//! run (six of six; `stalled` about 4 MB into the echo of the client that
+//! had stopped reading); with the default 1,024 buffers it passed all nine
+//! checks.
+//!
+//! **05-rearm** (`on_recv` below, the `rearm` region). A multishot receive
+//! can end at any completion, also at one that carries data: when the
+//! completion queue is full, the kernel posts that data as the request's
+//! last completion, without IORING_CQE_F_MORE. The starter looked at F_MORE
+//! only on completions without data, so such a receive stayed "armed" in
+//! its books, was never re-armed, and its connection was never read again.
+//! With `--ring-entries 4` (8 completion entries), 854–975 receives ended
+//! that way during one run of the `concurrent` check, and 198–314 during
+//! one of `stalled`; with the default 512 completion entries, none in
+//! `concurrent` and 2–4 in `stalled`: enough for the starter to fail
+//! `stalled` with the defaults too.
 //!
 //! ```text
+//! cargo run --bin echo-check -- --exercise 05-early-recycle --solution
 //! cargo run --bin echo-check -- --exercise 05-rearm --solution
 //! ```
 
@@ -263,7 +281,7 @@ impl Server {
         self.push(entry.user_data(RECV | index as u64))
     }
 
-    // ANCHOR: solution
+    // ANCHOR: rearm
     fn on_recv(&mut self, index: usize, res: i32, flags: u32) -> io::Result<()> {
         let more = cqueue::more(flags);
         let share = self.share;
@@ -304,8 +322,10 @@ impl Server {
         }
         Ok(())
     }
-    // ANCHOR_END: solution
 
+    // ANCHOR_END: rearm
+
+    // ANCHOR: recycle
     /// Sends the oldest unsent bytes, from the buffer they arrived in,
     /// unless a send is in flight already.
     fn send_next(&mut self, index: usize) -> io::Result<()> {
@@ -323,6 +343,12 @@ impl Server {
             .build()
             .user_data(SEND | index as u64);
         conn.sending = Some(chunk);
+        // The buffer stays ours while the send is in flight. Queuing the
+        // request copies nothing: the kernel reads the buffer when the send
+        // runs, which can be much later (a peer that does not read keeps it
+        // waiting as long as it likes). Back in the ring before that, the
+        // buffer could be refilled with another connection's bytes, and
+        // this peer would get those.
         self.push(entry)
     }
 
@@ -347,7 +373,8 @@ impl Server {
         if chunk.sent < chunk.len {
             conn.queue.push_front(chunk); // a short send: the rest goes first
         } else {
-            self.pool.give_back(chunk.bid); // the kernel is done with it
+            // The kernel has read the whole buffer: only now may it refill it.
+            self.pool.give_back(chunk.bid);
         }
         if self.conns[index].held() <= self.share / 2 {
             self.arm_recv(index)?; // backpressure released
@@ -355,6 +382,7 @@ impl Server {
         self.send_next(index)?;
         self.close_if_done(index)
     }
+    // ANCHOR_END: recycle
 
     /// Closes the connection once it is finished and the kernel holds
     /// nothing of it: no receive armed, no send in flight.

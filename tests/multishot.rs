@@ -176,3 +176,34 @@ fn every_task_run_mode_serves() {
         assert!(stderr.contains(&format!("taskrun {mode}")), "{stderr}");
     }
 }
+
+/// `--batch`: each enter waits for up to 32 completions or 20 µs. Every
+/// check must still pass: a wait that runs out (ETIME) is not an error, and
+/// a lone client is served once the wait's time limit passes. On a kernel
+/// without the 6.12 min-wait the server must refuse with one clear line.
+#[test]
+fn batched_waits_pass_every_check() {
+    if let Some(why) = lesson(NAME).and_then(|l| l.why_not_here()) {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let server = match ServerProcess::start(
+        binary_path(NAME),
+        &["--addr", "127.0.0.1:0", "--batch", "32"],
+    ) {
+        Ok(server) => server,
+        Err(e) => {
+            let message = e.to_string();
+            assert!(message.contains("needs Linux 6.12"), "{message}");
+            eprintln!("skipped: {message}");
+            return;
+        }
+    };
+    let stderr = grade_and_stop(server, "05 --batch 32", &[]);
+    assert!(
+        stderr.contains("waits for 32 completion(s) or 20 µs"),
+        "{stderr}"
+    );
+    assert!(stat(&stderr, "enters") > 0, "{stderr}");
+    assert!(stderr.contains("batch_timeouts "), "{stderr}");
+}

@@ -25,6 +25,7 @@
 //! ```text
 //! cargo run --release --bin 05_uring_multishot
 //! cargo run --release --bin 05_uring_multishot -- --buffers 4 --buffer-size 64   # watch ENOBUFS
+//! cargo run --release --bin 05_uring_multishot -- --batch 32   # fewer enters under load (6.12)
 //! cargo run --bin echo-check -- 127.0.0.1:7878
 //! ```
 
@@ -107,6 +108,19 @@ struct Args {
     /// `short_sends` counter at exit.
     #[arg(long, value_name = "BYTES")]
     sndbuf: Option<usize>,
+
+    /// Completions each io_uring_enter waits for. 1 returns as soon as
+    /// there is anything to do: the lowest latency. More make fewer system
+    /// calls under heavy load, at a cost in latency and, with few busy
+    /// clients, in throughput (the chapter measures both). Above 1 it needs
+    /// Linux 6.12: past --batch-wait-usec the wait returns with what has come.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    batch: u32,
+
+    /// With --batch above 1: the longest an enter waits for the whole batch
+    /// before it settles for what has come, in microseconds.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    batch_wait_usec: u32,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
@@ -484,6 +498,8 @@ impl Conn {
 struct Stats {
     taskrun: &'static str,
     enters: u64,
+    /// Enters whose --batch-wait-usec ran out before the whole batch came.
+    batch_timeouts: u64,
     completions: u64,
     accepted: u64,
     refused: u64,
@@ -507,12 +523,13 @@ impl std::fmt::Display for Stats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "stats: taskrun {} enters {} completions {} accepted {} refused {} closed {} \
+            "stats: taskrun {} enters {} batch_timeouts {} completions {} accepted {} refused {} closed {} \
              recv_completions {} rearms {} enobufs {} waits {} backpressure_pauses {} max_held {} sends {} \
              short_sends {} conn_errors {} accept_pauses {} stale {} cq_overflow {} \
              allocations_after_startup {}",
             self.taskrun,
             self.enters,
+            self.batch_timeouts,
             self.completions,
             self.accepted,
             self.refused,
@@ -562,6 +579,10 @@ struct Server {
     timeout_armed: bool,
     /// Requests whose last completion has not arrived yet.
     in_flight: usize,
+    /// Completions each enter waits for (`--batch`), and how long it waits
+    /// for all of them before it takes what has come.
+    batch_size: usize,
+    batch_wait: types::SubmitArgs<'static, 'static>,
     stopping: bool,
     /// Completions copied out of the ring: (user_data, result, flags).
     batch: Vec<(u64, i32, u32)>,
@@ -626,6 +647,16 @@ impl Server {
         // they share an opcode. So we try one. A kernel that passes has
         // buffer rings and multishot accept too (5.19, older than 6.0).
         uring::check_multishot_recv(&mut ring)?;
+        // Waiting for a batch with a time limit on the batch, but not on
+        // the wait itself, is the "min-wait" of Linux 6.12, which the ring
+        // reports as a feature flag.
+        if args.batch > 1 && !ring.params().is_feature_min_timeout() {
+            return Err(format!(
+                "--batch {} needs Linux 6.12 (IORING_FEAT_MIN_TIMEOUT), which this kernel \
+                 lacks; leave --batch at 1",
+                args.batch
+            ));
+        }
 
         let pool = Pool::new(args.buffers, args.buffer_size)?;
         // ENOMEM here is the locked-memory limit, not an old kernel: the
@@ -712,6 +743,8 @@ impl Server {
             accept: Shot::Idle,
             timeout_armed: false,
             in_flight: 0,
+            batch_size: args.batch as usize,
+            batch_wait: types::SubmitArgs::new().min_wait_usec(args.batch_wait_usec),
             stopping: false,
             batch: Vec::with_capacity(cq_entries as usize),
             stats: Stats {
@@ -723,10 +756,17 @@ impl Server {
         server.arm_accept().map_err(|e| e.to_string())?;
         eprintln!(
             "io_uring: taskrun {taskrun}, {} buffers of {} bytes, at most {max_per_conn} per \
-             connection, {} receives, {cq_entries} completion entries",
+             connection, {} receives, {cq_entries} completion entries, waits for {} \
+             completion(s){}",
             args.buffers,
             args.buffer_size,
-            recv_mode.name()
+            recv_mode.name(),
+            args.batch,
+            if args.batch > 1 {
+                format!(" or {} µs", args.batch_wait_usec)
+            } else {
+                String::new()
+            }
         );
         uring_echo_book::listen::announce(local);
         Ok(server)
@@ -1125,11 +1165,28 @@ impl Server {
     /// at least one completion. With DEFER_TASKRUN this is also when the
     /// kernel does the deferred work that produces completions, which is
     /// why we always wait here and never just submit.
+    ///
+    /// How many completions to wait for is a trade. One is the default:
+    /// we return as soon as there is work, so no reply waits on others. But
+    /// a server faster than its clients then finds one or two completions
+    /// per enter, and makes an enter for every other echo. With `--batch N`
+    /// the kernel waits for N completions, or for `--batch-wait-usec`,
+    /// after which it returns with whatever has come (at least one).
     fn enter(&mut self) -> io::Result<()> {
-        match self.ring.submit_and_wait(1) {
+        let waited = if self.batch_size > 1 {
+            self.ring
+                .submitter()
+                .submit_with_args(self.batch_size, &self.batch_wait)
+        } else {
+            self.ring.submit_and_wait(1)
+        };
+        match waited {
             Ok(_) => {}
-            // EINTR: a signal interrupted the wait. EBUSY: the completion
-            // queue overflowed and the kernel wants us to reap first.
+            // ETIME: the batch wait ran out; the completions that did come
+            // are in the queue. EINTR: a signal interrupted the wait. EBUSY:
+            // the completion queue overflowed and the kernel wants us to
+            // reap first.
+            Err(e) if e.raw_os_error() == Some(libc::ETIME) => self.stats.batch_timeouts += 1,
             Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => {}
             Err(e) => return Err(e),
         }

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use uring_echo_book::client;
-use uring_echo_book::process::{ServerProcess, binary_path};
+use uring_echo_book::process::ServerProcess;
 
 fn quick() -> bool {
     env::var_os("ECHO_BENCH_QUICK").is_some_and(|v| v != "0")
@@ -57,14 +57,12 @@ fn pinning() -> bool {
 
 /// Starts `name` on a free port, on CPU 0 when pinning.
 fn start(name: &str) -> ServerProcess {
-    let binary = binary_path(name);
-    let server = if pinning() {
-        let binary = binary.to_string_lossy().into_owned();
-        ServerProcess::start("taskset", &["-c", "0", &binary, "--addr", "127.0.0.1:0"])
-    } else {
-        ServerProcess::start(binary, &["--addr", "127.0.0.1:0"])
-    };
-    server.unwrap_or_else(|e| panic!("{name} did not start: {e}"))
+    ServerProcess::spawn(uring_echo_book::ladder::server_command(
+        name,
+        pinning(),
+        &[],
+    ))
+    .unwrap_or_else(|e| panic!("{name} did not start: {e}"))
 }
 
 fn configure(group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>) {

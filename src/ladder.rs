@@ -260,6 +260,27 @@ pub fn process_cpu_seconds(pid: u32) -> Option<(f64, f64)> {
     Some((u as f64 / hz, s as f64 / hz))
 }
 
+/// The command that starts server `name` on a free port: under
+/// `taskset -c 0` when `pin`, with `prefix` (such as an strace command line)
+/// between the two. Shared by `echo-ladder` and `cargo bench`, so both
+/// start servers the same way.
+pub fn server_command(name: &str, pin: bool, prefix: &[&str]) -> std::process::Command {
+    let mut argv: Vec<String> = Vec::new();
+    if pin {
+        argv.extend(["taskset", "-c", "0"].map(String::from));
+    }
+    argv.extend(prefix.iter().map(|s| s.to_string()));
+    argv.push(
+        crate::process::binary_path(name)
+            .to_string_lossy()
+            .into_owned(),
+    );
+    argv.extend(["--addr", "127.0.0.1:0"].map(String::from));
+    let mut command = std::process::Command::new(&argv[0]);
+    command.args(&argv[1..]);
+    command
+}
+
 /// Whether `program` is on the PATH (so `taskset` and `strace` can be used).
 pub fn on_path(program: &str) -> bool {
     std::env::var_os("PATH")

@@ -124,16 +124,7 @@ mod linux {
     impl Launcher {
         /// `prefix` goes between taskset and the server (strace, for one run).
         fn command(&self, name: &str, prefix: &[&str]) -> Command {
-            let mut argv: Vec<String> = Vec::new();
-            if self.taskset {
-                argv.extend(["taskset", "-c", "0"].map(String::from));
-            }
-            argv.extend(prefix.iter().map(|s| s.to_string()));
-            argv.push(binary_path(name).to_string_lossy().into_owned());
-            argv.extend(["--addr", "127.0.0.1:0"].map(String::from));
-            let mut command = Command::new(&argv[0]);
-            command.args(&argv[1..]);
-            command
+            ladder::server_command(name, self.taskset, prefix)
         }
 
         fn start(&self, name: &str) -> Result<ServerProcess, String> {

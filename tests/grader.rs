@@ -154,6 +154,55 @@ fn a_server_that_drops_partial_writes_fails_stalled_and_says_where() {
     assert!(!report.ok);
 }
 
+/// The opposite mistake: never lose a byte, but never stop reading either.
+/// A reader thread takes everything the client sends and hands it to a
+/// writer thread through an unbounded channel, so a client that does not
+/// read makes the server hold all it sends.
+fn broken_server_without_backpressure() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut reader) = stream else { continue };
+            let Ok(mut writer) = reader.try_clone() else {
+                continue;
+            };
+            let (queue, queued) = std::sync::mpsc::channel::<Vec<u8>>();
+            thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                while let Ok(n @ 1..) = reader.read(&mut buf) {
+                    if queue.send(buf[..n].to_vec()).is_err() {
+                        return;
+                    }
+                }
+            });
+            thread::spawn(move || {
+                for chunk in queued {
+                    if writer.write_all(&chunk).is_err() {
+                        return;
+                    }
+                }
+                let _ = writer.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_server_that_buffers_without_limit_fails_stalled() {
+    let addr = broken_server_without_backpressure();
+    let stalled = grader::check("stalled").unwrap();
+    let report = grader::grade(addr, "unbounded", &[stalled], None, |_| {});
+    let result = &report.checks[0];
+    assert_eq!(result.result, Verdict::Fail, "{}", result.detail);
+    assert!(
+        result.detail.contains("stop reading from a peer"),
+        "the failure names the missing backpressure: {}",
+        result.detail
+    );
+}
+
 fn echo_check(args: &[&str]) -> std::process::Output {
     Command::new(binary_path("echo-check"))
         .args(args)

@@ -263,6 +263,7 @@ fn run_exercises(name: &str, args: &Args) -> ExitCode {
         {
             eprintln!("{}: {e}", exercise.name);
             summary.push((exercise, "does not build".to_string()));
+            reports.push(not_graded(exercise, program, "build", e));
             continue;
         }
         if show_progress {
@@ -313,6 +314,7 @@ fn run_exercises(name: &str, args: &Args) -> ExitCode {
             Err(e) => {
                 eprintln!("{}: {e}", exercise.name);
                 summary.push((exercise, "does not start".to_string()));
+                reports.push(not_graded(exercise, program, "start", e));
             }
         }
     }
@@ -340,11 +342,42 @@ fn run_exercises(name: &str, args: &Args) -> ExitCode {
     }
 }
 
+/// The report for a program that could not be graded at all: one failed
+/// entry, `build` or `start`, so `--json` says `"ok": false` like the exit
+/// status does.
+fn not_graded(
+    exercise: &exercises::Exercise,
+    program: exercises::run::Program,
+    step: &'static str,
+    why: String,
+) -> grader::ServerReport {
+    grader::ServerReport {
+        addr: format!("{} ({})", exercise.name, program.source(exercise)),
+        reachable: false,
+        expect: None,
+        ok: false,
+        checks: vec![grader::CheckResult {
+            name: step,
+            result: grader::Verdict::Fail,
+            seconds: 0.0,
+            detail: why,
+            hint: Some(format!(
+                "the program must {step} before it can be graded; the messages above say why"
+            )),
+        }],
+    }
+}
+
 /// The last lines your server wrote on stderr: its own account of what
 /// went wrong, next to the grader's.
 fn print_stderr_tail(stderr: &str) {
     const LINES: usize = 12;
-    let lines: Vec<&str> = stderr.lines().collect();
+    // A server still writing may have left half a line: show whole ones.
+    let complete = match stderr.rfind('\n') {
+        Some(end) => &stderr[..end],
+        None => return,
+    };
+    let lines: Vec<&str> = complete.lines().collect();
     if lines.is_empty() {
         return;
     }

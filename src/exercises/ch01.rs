@@ -28,9 +28,10 @@ pub(super) const EXERCISES: &[Exercise] = &[
         server_args: &["--idle-timeout", "1"],
         hints: &[(
             "idle_timeout",
-            "set a read timeout on the stream before serving it; a read that times out \
-             fails with kind WouldBlock on Linux (TimedOut on Windows): end the session \
-             there, and the next client gets its turn",
+            "a blocking read can be told to give up after a while: look at what \
+             `std::net::TcpStream` lets you set on a socket (the chapter's further reading \
+             has the system call). Then: what does a read that gave up return, and what \
+             should the server do with that connection?",
         )],
     },
     Exercise {

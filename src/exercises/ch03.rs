@@ -14,11 +14,13 @@ pub(super) const EXERCISES: &[Exercise] = &[
         hints: &[
             (
                 "stalled",
-                "the client that stopped reading got back only the first few MiB of what it \
-                 sent. A nonblocking `write` returns how many bytes it took, maybe fewer than \
-                 offered, maybe none (EAGAIN): where do the others go? Keep them for that \
-                 connection until epoll says its socket has room again; and ask yourself what \
-                 reading on meanwhile costs with a client that never reads",
+                "if the client that stopped reading got back only the first few MiB: a \
+                 nonblocking `write` returns how many bytes it took, maybe fewer than offered, \
+                 maybe none (EAGAIN), so where do the others go? If nearly everything came \
+                 back but the end never did: who tells the loop that the socket has room \
+                 again (which event must it ask epoll for)? If the detail says the client \
+                 got too much into the server: what does reading on cost while a client's \
+                 bytes wait?",
             ),
             (
                 "sizes",

@@ -86,7 +86,8 @@ pub const CHECKS: &[Check] = &[
     Check {
         name: "stalled",
         what: "a client sends a lot and stops reading; another client must be served \
-               meanwhile, and every stalled byte arrives once it reads again",
+               meanwhile, the server must stop taking bytes from it (at most 64 MiB), and \
+               every stalled byte arrives once it reads again",
         hint: "a peer that does not read must not block the others nor lose bytes: a write \
                may take fewer bytes than offered, or none (EAGAIN), so keep its unsent bytes, \
                stop reading from it (backpressure), and carry on with the rest",
@@ -293,6 +294,13 @@ fn reset(addr: SocketAddr) -> Result<String, String> {
     Ok(format!("{VICTIMS} resets, then a healthy client served"))
 }
 
+/// The most a client that does not read may get into a server before the
+/// server stops reading from it. Loopback's socket buffers take 4–10 MiB
+/// on a default Linux (tcp_wmem and tcp_rmem maxima) and a server may queue
+/// some of its own; 64 MiB leaves room for tuned machines and still catches
+/// a server that reads on without limit (the client stops at 256 MiB).
+const STALLED_BOUND: u64 = 64 << 20;
+
 fn stalled(addr: SocketAddr) -> Result<String, String> {
     // The stalled client sends until its writes stop making progress for
     // half a second (every buffer between it and the server is full), or
@@ -322,6 +330,21 @@ fn stalled(addr: SocketAddr) -> Result<String, String> {
     let waited = served?;
     let total =
         echoed.map_err(|e| format!("the client that stopped reading, once it read again: {e}"))?;
+
+    // Every byte came back, but how much did the server take in meanwhile?
+    // The kernel's socket buffers hold a few MiB on each side; far more than
+    // that means the server kept reading from a peer that was not reading,
+    // and held it all in its own memory: no backpressure.
+    if stalled_at > STALLED_BOUND {
+        return Err(format!(
+            "a client that does not read got {} MiB into the server before it stopped taking \
+             more (every byte came back later, but more than {} MiB means the server held them \
+             in its own memory, not the kernel's buffers): stop reading from a peer while its \
+             echo waits",
+            stalled_at >> 20,
+            STALLED_BOUND >> 20
+        ));
+    }
     Ok(format!(
         "another client served in {} ms while {} MiB waited; all {} MiB came back",
         waited.as_millis(),

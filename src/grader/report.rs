@@ -27,7 +27,8 @@
 //! - `ok` (top level): every server's `ok`; the exit code is 0 exactly when it is true.
 //! - `servers`: one entry per address, in the order given.
 //! - `reachable`: false when no connection could be made; `checks` then holds a
-//!   single `connect` entry with the error.
+//!   single `connect` entry with the error (with `--exercise`: a `build` or
+//!   `start` entry when the program did not compile or did not start).
 //! - `expect`: the lesson whose expectations were applied (`--expect`), or null.
 //! - `checks[].name`: a stable check name (`echo-check --list`).
 //! - `checks[].result`: `pass`, `fail`, `expected-fail` (failed as the lesson's

@@ -41,7 +41,8 @@ pub const EXERCISE_CHECKS: &[Check] = &[
     Check {
         name: "connection_cap",
         what: "(server started with --max-conns 4) four clients are served; a fifth is \
-               closed at once; once one of the four hangs up, a new client is served",
+               closed at once; once one of the four resets its connection, and again once \
+               one hangs up, a new client is served",
         hint: "count open connections: one more at accept, one fewer when a connection \
                ends however it ends; over the cap, close the new connection at once",
         limit: Duration::from_secs(40),
@@ -167,31 +168,48 @@ fn connection_cap(addr: SocketAddr) -> Result<String, String> {
         })?;
     }
 
-    // One leaves, so there is room again. The server learns of it a moment
-    // later, and nothing tells the client when; so try again every 50 ms.
+    // One ends with a reset (an error for the server, ECONNRESET), so there
+    // must be room again; the newcomer is kept. Then one hangs up cleanly,
+    // and again there must be room.
+    let victim = held.pop().expect("four are held");
+    client::reset(victim).map_err(|e| format!("could not reset a connection: {e}"))?;
+    let (after_reset, newcomer) = served_again(addr, "reset its connection")?;
+    held.push(newcomer);
     drop(held.pop());
+    let (after_close, _) = served_again(addr, "hung up")?;
+    Ok(format!(
+        "{MAX_CONNS} served, one more closed after {} ms, room again {} ms after a reset \
+         and {} ms after a hang-up",
+        closed.as_millis(),
+        after_reset.as_millis(),
+        after_close.as_millis()
+    ))
+}
+
+/// After one of the connections under the cap ended (`how`), a new client
+/// must be served. The server learns of the end a moment later, and nothing
+/// tells the client when; so it tries again every 50 ms, up to 5 s.
+fn served_again(addr: SocketAddr, how: &str) -> Result<(Duration, TcpStream), String> {
     let started = Instant::now();
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let outcome = connect(addr)
-            .and_then(|mut s| client::echo_once(&mut s, 50, 0, 32).map_err(|e| e.to_string()));
+        let outcome = connect(addr).and_then(|mut s| {
+            client::echo_once(&mut s, 50 + attempts, 0, 32)
+                .map(|()| s)
+                .map_err(|e| e.to_string())
+        });
         match outcome {
-            Ok(()) => break,
+            Ok(stream) => return Ok((started.elapsed(), stream)),
             Err(e) if started.elapsed() > CLOSE_SLACK => {
                 return Err(format!(
-                    "after one of the {MAX_CONNS} hung up, a new client was still not served \
-                     {} s later ({attempts} attempts; last: {e}): is the count decremented \
-                     when a connection ends?",
+                    "after one of the {MAX_CONNS} clients {how}, a new client was still not \
+                     served {} s later ({attempts} attempts; last: {e}): is the count \
+                     decremented however a connection ends?",
                     CLOSE_SLACK.as_secs()
                 ));
             }
             Err(_) => thread::sleep(Duration::from_millis(50)),
         }
     }
-    Ok(format!(
-        "{MAX_CONNS} served, one more closed after {} ms, room again after {} ms",
-        closed.as_millis(),
-        started.elapsed().as_millis()
-    ))
 }

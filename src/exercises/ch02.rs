@@ -37,7 +37,7 @@ pub(super) const EXERCISES: &[Exercise] = &[
         // `connection_cap` ends one connection with a reset (an error for the
         // server) and one with a clean hang-up, and needs room again after
         // each: a count that forgets failed connections fails it.
-        checks: &["connection_cap", "basic", "sizes"],
+        checks: &["basic", "sizes", "connection_cap"],
         server_args: &["--max-conns", "4"],
         hints: &[
             (

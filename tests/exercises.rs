@@ -53,7 +53,13 @@ fn every_exercise_has_its_files_checks_and_chapter() {
         "exercise names are unique"
     );
 
+    let instructors = read("chapters/instructors.md");
     for e in exercises::all() {
+        assert!(
+            instructors.contains(&format!("`{}`", e.name)),
+            "chapters/instructors.md plans a session for exercise {}",
+            e.name
+        );
         let lesson = lesson(e.lesson)
             .unwrap_or_else(|| panic!("{}: no lesson is called {}", e.name, e.lesson));
         assert!(

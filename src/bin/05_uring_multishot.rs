@@ -498,7 +498,7 @@ impl Conn {
 struct Stats {
     taskrun: &'static str,
     enters: u64,
-    /// Enters whose --batch-wait-usec ran out before the whole batch came.
+    /// Batch waits (--batch) whose time limit ran out before anything came.
     batch_timeouts: u64,
     completions: u64,
     accepted: u64,
@@ -583,6 +583,8 @@ struct Server {
     /// for all of them before it takes what has come.
     batch_size: usize,
     batch_wait: types::SubmitArgs<'static, 'static>,
+    /// The last batch wait ran out with nothing to show: wait plainly next.
+    idle: bool,
     stopping: bool,
     /// Completions copied out of the ring: (user_data, result, flags).
     batch: Vec<(u64, i32, u32)>,
@@ -745,6 +747,7 @@ impl Server {
             in_flight: 0,
             batch_size: args.batch as usize,
             batch_wait: types::SubmitArgs::new().min_wait_usec(args.batch_wait_usec),
+            idle: false,
             stopping: false,
             batch: Vec::with_capacity(cq_entries as usize),
             stats: Stats {
@@ -1171,22 +1174,29 @@ impl Server {
     /// a server faster than its clients then finds one or two completions
     /// per enter, and makes an enter for every other echo. With `--batch N`
     /// the kernel waits for N completions, or for `--batch-wait-usec`,
-    /// after which it returns with whatever has come (at least one).
+    /// after which it returns with whatever has come. If nothing at all has
+    /// come by then, it returns anyway, with ETIME: so after such a wait we
+    /// wait plainly for one completion, or an idle server would wake every
+    /// few microseconds for nothing.
     fn enter(&mut self) -> io::Result<()> {
-        let waited = if self.batch_size > 1 {
+        let waited = if self.batch_size > 1 && !self.idle {
             self.ring
                 .submitter()
                 .submit_with_args(self.batch_size, &self.batch_wait)
         } else {
             self.ring.submit_and_wait(1)
         };
+        self.idle = false;
         match waited {
             Ok(_) => {}
-            // ETIME: the batch wait ran out; the completions that did come
-            // are in the queue. EINTR: a signal interrupted the wait. EBUSY:
-            // the completion queue overflowed and the kernel wants us to
-            // reap first.
-            Err(e) if e.raw_os_error() == Some(libc::ETIME) => self.stats.batch_timeouts += 1,
+            // ETIME: the batch wait ran out and nothing came; the next
+            // enter waits without a time limit. EINTR: a signal interrupted
+            // the wait. EBUSY: the completion queue overflowed and the
+            // kernel wants us to reap first.
+            Err(e) if e.raw_os_error() == Some(libc::ETIME) => {
+                self.idle = true;
+                self.stats.batch_timeouts += 1;
+            }
             Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => {}
             Err(e) => return Err(e),
         }

@@ -43,7 +43,7 @@ while read -r name addr _; do
     case $? in
         0) result="pass" ;;
         1) result="FAIL: $out/$name.json says which check and why"; status=1 ;;
-        *) result="no answer (is the server running at that address?)"; status=1 ;;
+        *) result="no answer, or bad options (echo-check's message is above)"; status=1 ;;
     esac
     printf '%-16s %-24s %s\n' "$name" "$addr" "$result"
 done <"$roster"

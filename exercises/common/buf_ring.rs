@@ -164,8 +164,11 @@ impl BufRing {
 
     /// Registers the ring with `uring` as buffer group `group`.
     fn register(&self, uring: &IoUring, group: u16) -> Result<(), String> {
-        // SAFETY: the entries stay mapped until `drop`, and the owner drops
-        // the io_uring (which unregisters the ring) before this.
+        // SAFETY: the entries stay mapped until `drop`. The kernel reads them,
+        // and writes into the buffers they name, only for receives in flight.
+        // While the server runs, its field order drops the io_uring (which
+        // ends every request and unregisters the ring) before this ring; if
+        // set-up fails after this call, nothing has been submitted yet.
         unsafe {
             uring.submitter().register_buf_ring_with_flags(
                 self.entries.as_ptr() as u64,
@@ -226,8 +229,9 @@ impl BufRing {
 impl Drop for BufRing {
     fn drop(&mut self) {
         // SAFETY: both mappings came from `mmap_anonymous` with these
-        // lengths, and the kernel no longer uses them: the io_uring that
-        // knew them was dropped first.
+        // lengths, and no receive can still write into them: either the
+        // io_uring that knew them was dropped first (the server's field
+        // order), or set-up failed before any request was submitted.
         unsafe {
             let _ = nix::sys::mman::munmap(self.entries.cast(), self.entries_bytes);
             let _ = nix::sys::mman::munmap(self.memory.cast(), self.memory_bytes);

@@ -229,6 +229,12 @@ fn run_exercises(name: &str, args: &Args) -> ExitCode {
     } else {
         match exercises::exercise(name) {
             Some(e) if e.has_code() => vec![e],
+            Some(e) if args.json => {
+                return usage_error(format!(
+                    "{} is a measure-and-explain exercise: it has no check, so no JSON to print",
+                    e.name
+                ));
+            }
             Some(e) => {
                 println!(
                     "{} is a measure-and-explain exercise: it has no check. Its statement is {}.",

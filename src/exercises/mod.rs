@@ -4,9 +4,11 @@
 //! (the chapter includes it), and for exercises with code, a `starter.rs` the
 //! student edits, with a `// TODO` where the work is. The reference solution
 //! is `exercises/solutions/NAME.rs` (or `.md` for a measure-and-explain
-//! exercise), out of the way until wanted. Starters and solutions are Cargo
-//! examples: `cargo run --example NAME` runs a starter,
-//! `cargo run --example NAME-solution` its solution.
+//! exercise), out of the way until wanted; two exercises that plant
+//! different bugs in one program share one solution (see
+//! [`Exercise::solution`]). Starters and solutions are Cargo examples:
+//! `cargo run --example NAME` runs a starter, `cargo run --example
+//! SOLUTION-solution` its solution.
 //!
 //! `echo-check --exercise NAME` builds the starter, starts it with the
 //! exercise's options, runs the exercise's checks and says what to look at

@@ -64,7 +64,13 @@ fn wait_for_close(stream: &mut TcpStream, limit: Duration) -> Result<Duration, S
         .map_err(|e| e.to_string())?;
     let started = Instant::now();
     let mut buf = [0u8; 64];
-    match stream.read(&mut buf) {
+    let read = loop {
+        match stream.read(&mut buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => break other,
+        }
+    };
+    match read {
         Ok(0) => Ok(started.elapsed()),
         Ok(n) => Err(format!(
             "the server sent {n} unexpected bytes instead of closing"

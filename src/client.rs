@@ -88,7 +88,9 @@ pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, EchoErr
     Ok(stream)
 }
 
-fn is_timeout(e: &io::Error) -> bool {
+/// Whether a read or write failed because its time limit passed (Linux
+/// says WouldBlock for SO_RCVTIMEO, Windows TimedOut).
+pub fn is_timeout(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut

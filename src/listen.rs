@@ -64,6 +64,12 @@ pub fn bind_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
+/// [`bind_listener`], with a failure explained in one line for a person:
+/// `cannot listen on ADDR: ERROR (what to do)`.
+pub fn bind_or_explain(addr: SocketAddr) -> Result<std::net::TcpListener, String> {
+    bind_listener(addr).map_err(|e| format!("cannot listen on {addr}: {e} ({})", bind_hint(&e)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use uring_echo_book::cli::CommonArgs;
-use uring_echo_book::listen::{announce, bind_hint, bind_listener};
+use uring_echo_book::listen::{announce, bind_or_explain};
 use uring_echo_book::signals::exit_on_signal;
 
 /// Lesson 01's blocking echo server, with an idle timeout to add.
@@ -38,11 +38,10 @@ fn main() -> ExitCode {
         eprintln!("error: cannot install the SIGINT/SIGTERM handler: {e}");
         return ExitCode::FAILURE;
     }
-    let listener = match bind_listener(args.common.addr) {
+    let listener = match bind_or_explain(args.common.addr) {
         Ok(listener) => listener,
         Err(e) => {
-            let addr = args.common.addr;
-            eprintln!("error: cannot listen on {addr}: {e} ({})", bind_hint(&e));
+            eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };

@@ -39,7 +39,7 @@ pub fn setup(
     size: u32,
     group: u16,
 ) -> Result<(IoUring, BufRing, std::net::TcpListener), String> {
-    use uring_echo_book::{limits, listen, signals, uring};
+    use uring_echo_book::{limits, signals, uring};
     limits::raise_open_file_limit_or_warn();
     signals::exit_on_signal().map_err(|e| format!("cannot handle SIGINT/SIGTERM: {e}"))?;
     let mut ring = uring::build(&IoUring::builder(), entries)?;
@@ -49,8 +49,7 @@ pub fn setup(
     uring::check_multishot_recv(&mut ring)?;
     let buffers = BufRing::new(count, size)?;
     buffers.register(&ring, group)?;
-    let listener = listen::bind_listener(addr)
-        .map_err(|e| format!("cannot listen on {addr}: {e} ({})", listen::bind_hint(&e)))?;
+    let listener = uring_echo_book::listen::bind_or_explain(addr)?;
     Ok((ring, buffers, listener))
 }
 

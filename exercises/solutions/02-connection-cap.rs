@@ -29,7 +29,7 @@ use std::time::Duration;
 use clap::Parser;
 use uring_echo_book::cli::CommonArgs;
 use uring_echo_book::limits::raise_open_file_limit_or_warn;
-use uring_echo_book::listen::{announce, bind_hint, bind_listener};
+use uring_echo_book::listen::{announce, bind_or_explain};
 use uring_echo_book::signals::exit_on_signal;
 
 /// Lesson 02's thread-per-connection echo server, with a connection cap.
@@ -53,11 +53,10 @@ fn main() -> ExitCode {
     }
     // `bind_listener` does what lesson 01 spells out: socket, SO_REUSEADDR,
     // TCP_NODELAY, bind, listen.
-    let listener = match bind_listener(args.common.addr) {
+    let listener = match bind_or_explain(args.common.addr) {
         Ok(listener) => listener,
         Err(e) => {
-            let addr = args.common.addr;
-            eprintln!("error: cannot listen on {addr}: {e} ({})", bind_hint(&e));
+            eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };

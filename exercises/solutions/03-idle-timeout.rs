@@ -44,7 +44,7 @@ use nix::sys::signal::{SigSet, Signal};
 #[cfg(target_os = "linux")]
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use uring_echo_book::cli::CommonArgs;
-use uring_echo_book::listen::{announce, bind_hint, bind_listener};
+use uring_echo_book::listen::{announce, bind_or_explain};
 
 /// A small level-triggered epoll echo server that closes idle connections
 /// (Linux).
@@ -110,8 +110,7 @@ struct Server {
 #[cfg(target_os = "linux")]
 impl Server {
     fn new(addr: SocketAddr) -> Result<Server, String> {
-        let listener = bind_listener(addr)
-            .map_err(|e| format!("cannot listen on {addr}: {e} ({})", bind_hint(&e)))?;
+        let listener = bind_or_explain(addr)?;
         // Nonblocking: `accept` says EAGAIN when no connection waits.
         listener
             .set_nonblocking(true)

@@ -158,10 +158,7 @@ impl Server {
         uring::require(&ring, &needed)?;
 
         let addr = args.common.addr;
-        let listener = uring_echo_book::listen::bind_listener(addr).map_err(|e| {
-            let hint = uring_echo_book::listen::bind_hint(&e);
-            format!("cannot listen on {addr}: {e} ({hint})")
-        })?;
+        let listener = uring_echo_book::listen::bind_or_explain(addr)?;
         let local = listener
             .local_addr()
             .map_err(|e| format!("cannot read the listening address: {e}"))?;

@@ -31,7 +31,7 @@ use std::time::Duration;
 use clap::Parser;
 use uring_echo_book::cli::CommonArgs;
 use uring_echo_book::limits::raise_open_file_limit_or_warn;
-use uring_echo_book::listen::{announce, bind_hint, bind_listener};
+use uring_echo_book::listen::{announce, bind_or_explain};
 use uring_echo_book::signals::exit_on_signal;
 
 // ANCHOR: args
@@ -61,14 +61,10 @@ fn main() -> ExitCode {
     // ANCHOR: setup
     // socket, SO_REUSEADDR, bind, listen: the four steps lesson 01 spelled
     // out, now in a library helper, with a deeper accept queue for bursts.
-    let listener = match bind_listener(args.common.addr) {
+    let listener = match bind_or_explain(args.common.addr) {
         Ok(listener) => listener,
         Err(e) => {
-            eprintln!(
-                "error: cannot listen on {}: {e} ({})",
-                args.common.addr,
-                bind_hint(&e)
-            );
+            eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };

@@ -228,12 +228,7 @@ impl Server {
     fn new(args: &Args) -> Result<Server, String> {
         let addr = args.common.addr;
         // socket, SO_REUSEADDR, bind, listen: as in lesson 01.
-        let listener = uring_echo_book::listen::bind_listener(addr).map_err(|e| {
-            format!(
-                "cannot listen on {addr}: {e} ({})",
-                uring_echo_book::listen::bind_hint(&e)
-            )
-        })?;
+        let listener = uring_echo_book::listen::bind_or_explain(addr)?;
         // New: the listening socket is nonblocking too, so `accept` returns
         // EAGAIN when the queue is empty instead of waiting.
         listener

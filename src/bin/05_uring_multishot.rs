@@ -701,12 +701,7 @@ impl Server {
         // ANCHOR: setup_rest
 
         let addr = args.common.addr;
-        let listener = uring_echo_book::listen::bind_listener(addr).map_err(|e| {
-            format!(
-                "cannot listen on {addr}: {e} ({})",
-                uring_echo_book::listen::bind_hint(&e)
-            )
-        })?;
+        let listener = uring_echo_book::listen::bind_or_explain(addr)?;
         if let Some(size) = args.sndbuf {
             // Accepted sockets inherit the listener's buffer sizes.
             socket2::SockRef::from(&listener)

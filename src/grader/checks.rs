@@ -256,18 +256,11 @@ fn half_close(addr: SocketAddr) -> Result<String, String> {
     match reader.read(&mut byte) {
         Ok(0) => Ok(format!("{LEN} B echoed after FIN, then EOF")),
         Ok(_) => Err("more bytes came back than were sent".into()),
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-            ) =>
-        {
-            Err(format!(
-                "every byte came back, but the server did not close its side within {} s \
+        Err(e) if client::is_timeout(&e) => Err(format!(
+            "every byte came back, but the server did not close its side within {} s \
                  after the client's FIN",
-                REPLY_TIMEOUT.as_secs()
-            ))
-        }
+            REPLY_TIMEOUT.as_secs()
+        )),
         Err(e) => Err(format!(
             "every byte came back, then: {e} instead of an orderly close"
         )),

@@ -76,17 +76,10 @@ fn wait_for_close(stream: &mut TcpStream, limit: Duration) -> Result<Duration, S
             "the server sent {n} unexpected bytes instead of closing"
         )),
         Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionReset) => Ok(started.elapsed()),
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-            ) =>
-        {
-            Err(format!(
-                "still open {} s later",
-                limit.as_secs_f64().round() as u64
-            ))
-        }
+        Err(e) if client::is_timeout(&e) => Err(format!(
+            "still open {} s later",
+            limit.as_secs_f64().round() as u64
+        )),
         Err(e) => Err(e.to_string()),
     }
 }

@@ -165,7 +165,9 @@ impl Server {
     }
 
     /// Accepts every waiting connection, until EAGAIN. (Lesson 03 also
-    /// handles running out of descriptors; this exercise does not need it.)
+    /// accepts at most 64 a turn, so that a burst of connects cannot keep
+    /// the clients already connected waiting, and handles running out of
+    /// descriptors; this exercise needs neither.)
     fn accept_all(&mut self) {
         loop {
             match self.listener.accept() {

@@ -23,9 +23,13 @@
 //! cargo run --bin echo-check -- 127.0.0.1:7878    # every check passes
 //! ```
 
+#[cfg(target_os = "linux")]
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::process::ExitCode;
+#[cfg(target_os = "linux")]
+use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 #[cfg(target_os = "linux")]
@@ -141,6 +145,9 @@ struct Conn {
     /// What epoll is currently asked to report for this socket: level mode
     /// changes it as the queue fills and drains; edge mode never does.
     interest: Interest,
+    /// Edge mode: this connection is on the server's `again` list, waiting
+    /// for another turn. A connection goes on it at most once.
+    on_again: bool,
 }
 
 /// Readable, writable, or both.
@@ -213,11 +220,13 @@ struct Server {
     scratch: Box<[u8]>,
     trigger: Trigger,
     max_queued: usize,
-    /// Accepting is paused after EMFILE/ENFILE (see `accept_all`).
-    accept_paused: bool,
+    /// After EMFILE/ENFILE, accepting is paused until this moment, or until
+    /// a connection closes, whichever comes first (see `accept_waiting`).
+    accept_paused_until: Option<Instant>,
     /// Edge mode: connections whose turn ended with bytes perhaps still
-    /// unread (see `READS_PER_TURN`), to be served again before we sleep.
-    again: Vec<u64>,
+    /// unread (see `READS_PER_TURN`), to be served again before we sleep,
+    /// first come first served, each at most once (`Conn::on_again`).
+    again: VecDeque<u64>,
     stats: Stats,
 }
 // ANCHOR_END: server
@@ -272,8 +281,8 @@ impl Server {
             scratch: vec![0u8; 64 * 1024].into_boxed_slice(),
             trigger: args.trigger,
             max_queued: usize::try_from(args.max_queued_bytes).unwrap_or(usize::MAX),
-            accept_paused: false,
-            again: Vec::new(),
+            accept_paused_until: None,
+            again: VecDeque::new(),
             stats: Stats::default(),
         })
     }
@@ -284,15 +293,28 @@ impl Server {
     fn run(&mut self) -> io::Result<()> {
         let mut events = vec![EpollEvent::empty(); 1024];
         loop {
-            // Block until something is ready. While accepting is paused we
-            // wait at most 100 ms, and when nothing at all happened in that
-            // time we try accepting again: no connection closed to free a
-            // descriptor, but after ENFILE another process may have. While
-            // connections wait for another turn (edge mode), we only look.
+            // A pause in accepting (EMFILE/ENFILE) that has run its time
+            // ends here, whatever else is going on. No connection closed to
+            // free a descriptor, but descriptors may be free anyway: after
+            // ENFILE another process may have closed files, or someone
+            // raised our limit. Checked on every turn, not only when the
+            // loop is idle: a server with steady traffic never is.
+            if self
+                .accept_paused_until
+                .is_some_and(|until| Instant::now() >= until)
+            {
+                self.resume_accepting();
+            }
+            // Block until something is ready. While connections wait for
+            // another turn (edge mode), we only look. While accepting is
+            // paused, we sleep no longer than the pause has left, rounded
+            // up to epoll's milliseconds (waking a moment early would only
+            // mean waiting again).
             let timeout = if !self.again.is_empty() {
                 EpollTimeout::ZERO
-            } else if self.accept_paused {
-                EpollTimeout::from(100u16)
+            } else if let Some(until) = self.accept_paused_until {
+                let left = until.saturating_duration_since(Instant::now());
+                EpollTimeout::try_from(left.as_millis() + 1).unwrap_or(EpollTimeout::MAX)
             } else {
                 EpollTimeout::NONE
             };
@@ -302,12 +324,9 @@ impl Server {
                 Err(e) => return Err(e.into()),
             };
             self.stats.waits += 1;
-            if n == 0 && self.accept_paused && self.again.is_empty() {
-                self.resume_accepting();
-            }
             for event in &events[..n] {
                 match event.data() {
-                    LISTENER => self.accept_all(),
+                    LISTENER => self.accept_waiting(),
                     SIGNALS => {
                         if let Ok(Some(info)) = self.signals.read_signal() {
                             eprintln!(
@@ -324,20 +343,46 @@ impl Server {
             // Edge mode: the connections whose turn ran out get their next
             // one now, after everyone epoll reported (and the signal) had
             // theirs. A turn that runs out again queues behind these.
-            let waiting = self.again.len();
-            for i in 0..waiting {
-                let token = self.again[i];
+            for _ in 0..self.again.len() {
+                let Some(token) = self.again.pop_front() else {
+                    break;
+                };
+                // Off the list: if this turn runs out too, it goes back on.
+                if let Some(conn) = self.conn_mut(token) {
+                    conn.on_again = false;
+                }
                 self.on_ready(token);
             }
-            self.again.drain(..waiting);
         }
+    }
+
+    /// The open connection a token names, if there still is one: its slot
+    /// must hold a connection of the token's generation (see [`token`]).
+    fn conn_mut(&mut self, token: u64) -> Option<&mut Conn> {
+        let (index, generation) = untoken(token);
+        self.conns
+            .get_mut(index)?
+            .as_mut()
+            .filter(|conn| conn.generation == generation)
     }
     // ANCHOR_END: event_loop
 
     // ANCHOR: accept
-    /// Accepts every waiting connection, until EAGAIN.
-    fn accept_all(&mut self) {
-        loop {
+    /// Accepts waiting connections, until EAGAIN or until this turn's share
+    /// is used up.
+    fn accept_waiting(&mut self) {
+        // A turn of accepting has a limit, as a turn of reading has (see
+        // `READS_PER_TURN`). Without one, a burst of connects keeps the loop
+        // here until the whole accept queue is taken, up to 4096 clients
+        // (our listen backlog), and meanwhile every connected client, and
+        // SIGINT, waits. Stopping early loses nothing: the listener is
+        // level-triggered, so the next epoll_wait reports it again while
+        // connections wait. How many: each accept costs three system calls
+        // (accept4, the ioctl that makes the socket nonblocking, epoll_ctl),
+        // so with 64 the clients already connected wait for at most 192 of
+        // them, not 12,288, and a full queue is still taken in 64 turns.
+        const ACCEPTS_PER_TURN: u32 = 64;
+        for _ in 0..ACCEPTS_PER_TURN {
             match self.listener.accept() {
                 Ok((stream, _peer)) => self.register(stream),
                 // The accept queue is empty: back to epoll_wait.
@@ -347,7 +392,7 @@ impl Server {
                 // the very next epoll_wait reports it again, accept fails
                 // again, and the loop spins at 100% CPU doing nothing. So we
                 // stop watching the listener until a connection closes (which
-                // frees a descriptor) or 100 ms pass without any event.
+                // frees a descriptor) or the pause's time is up.
                 Err(e) if is_out_of_descriptors(&e) => {
                     self.pause_accepting(&e);
                     return;
@@ -368,17 +413,23 @@ impl Server {
     }
 
     fn pause_accepting(&mut self, why: &io::Error) {
-        if !self.accept_paused {
-            eprintln!("accept failed: {why}; pausing accepts until a connection closes");
-            self.accept_paused = true;
+        // Long enough that a server out of descriptors sleeps instead of
+        // spinning (ten tries a second), short enough that descriptors
+        // freed without a connection closing are used soon.
+        const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+        if self.accept_paused_until.is_none() {
+            eprintln!(
+                "accept failed: {why}; pausing accepts for {ACCEPT_PAUSE:?} \
+                 or until a connection closes"
+            );
+            self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
             self.stats.accept_pauses += 1;
             let _ = self.epoll.delete(&self.listener);
         }
     }
 
     fn resume_accepting(&mut self) {
-        if self.accept_paused {
-            self.accept_paused = false;
+        if self.accept_paused_until.take().is_some() {
             if let Err(e) = self.epoll.add(
                 &self.listener,
                 EpollEvent::new(EpollFlags::EPOLLIN, LISTENER),
@@ -386,7 +437,8 @@ impl Server {
                 eprintln!("cannot watch the listener again: {e}");
             }
             // Connections may be waiting already; do not wait for an event.
-            self.accept_all();
+            // (Out of descriptors still, this pauses again at once.)
+            self.accept_waiting();
         }
     }
     // ANCHOR_END: accept
@@ -427,6 +479,7 @@ impl Server {
             peer_done: false,
             paused: false,
             interest,
+            on_again: false,
         });
     }
     // ANCHOR_END: register
@@ -476,9 +529,20 @@ impl Server {
             Ok(Next::TurnOver) => {
                 self.update_interest(index);
                 // Level mode: epoll reports the unread bytes again by
-                // itself. Edge mode: it will not, so we remember them.
-                if self.trigger == Trigger::Edge {
-                    self.again.push(token);
+                // itself. Edge mode: it will not, so we remember them, but
+                // only once. A connection still on `again` from the last
+                // turn that has an event this turn as well would otherwise
+                // go on twice, and, streaming on, once more every turn: more
+                // turns for it than for everyone else, and reads for nothing.
+                if self.trigger == Trigger::Edge
+                    && let Some(conn) = self.conns[index].as_mut()
+                    && !conn.on_again
+                {
+                    conn.on_again = true;
+                    // The flag and the list agree; debug builds (the
+                    // tests) check it.
+                    debug_assert!(!self.again.contains(&token), "on `again` twice");
+                    self.again.push_back(token);
                 }
             }
             Ok(Next::Close) => self.close(index),

@@ -323,6 +323,245 @@ pub fn deny_io_uring(command: &mut Command) {
     }
 }
 
+/// One `io_uring_enter` call of a supervised child (see [`EnterFaults`]):
+/// its arguments as the kernel reported them.
+#[cfg(target_os = "linux")]
+#[derive(Debug, Clone, Copy)]
+pub struct EnterCall {
+    /// How many queued requests the call hands over.
+    pub to_submit: u32,
+    /// How many completions it waits for (0: it only submits).
+    pub min_complete: u32,
+}
+
+/// What [`EnterFaults`] does with one `io_uring_enter` call.
+#[cfg(target_os = "linux")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnterVerdict {
+    /// Let the call run as usual.
+    Run,
+    /// Return this errno (`EINTR`, `EAGAIN`, ...) without running the call:
+    /// the kernel takes none of the queued requests and waits for nothing,
+    /// which is also what it does when it returns one of those errors
+    /// itself.
+    Fail(i32),
+}
+
+/// Errors from `io_uring_enter` on demand, for a child server.
+///
+/// A lesson must cope with `EINTR`, `EAGAIN` and `EBUSY` from
+/// `io_uring_enter`, and a test cannot make the kernel produce them at will
+/// (`EAGAIN` needs a failed allocation inside the kernel). So the test asks a
+/// seccomp filter to stop every `io_uring_enter` of the child and report it
+/// here (`SECCOMP_RET_USER_NOTIF`, Linux 5.5 for letting a call run on).
+/// A thread of the test then lets each call run, or fails it with an errno,
+/// as the test decides. No other system call is touched.
+///
+/// Use: [`EnterFaults::prepare`] on the command, with the rule; then start
+/// the child (for example with [`ServerProcess::spawn`]), and keep the
+/// `EnterFaults` until it has started.
+#[cfg(target_os = "linux")]
+pub struct EnterFaults {
+    /// The child's end of the socket pair. It must be open here when the
+    /// child is forked, which is how the child gets it. Once this is
+    /// dropped, the child's copy (closed at exec) is the only one, so a
+    /// child that sent nothing makes our end read end-of-file, not wait.
+    _theirs: std::os::unix::net::UnixStream,
+}
+
+#[cfg(target_os = "linux")]
+impl EnterFaults {
+    /// Makes the child `command` will start install the filter, just before
+    /// it runs the program, and send the filter's listener descriptor over
+    /// a socket pair to a thread of ours, which answers each of the child's
+    /// `io_uring_enter` calls with `decide` until the child has exited.
+    pub fn prepare(
+        command: &mut Command,
+        decide: impl FnMut(EnterCall) -> EnterVerdict + Send + 'static,
+    ) -> io::Result<EnterFaults> {
+        use nix::libc;
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+        let socket = theirs.as_raw_fd();
+        // The same kind of program as `deny_io_uring`'s: io_uring_enter goes
+        // to the listener, every other call is allowed.
+        const LOAD_NR: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+        const JUMP_IF_EQ: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+        const RETURN: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+        let step = |code, jf, k| libc::sock_filter { code, jt: 0, jf, k };
+        let filter = [
+            step(LOAD_NR, 0, 0), // seccomp_data.nr
+            step(JUMP_IF_EQ, 1, libc::SYS_io_uring_enter as u32),
+            step(RETURN, 0, libc::SECCOMP_RET_USER_NOTIF),
+            step(RETURN, 0, libc::SECCOMP_RET_ALLOW),
+        ];
+        // SAFETY: the closure runs in the child between fork and exec, where
+        // only async-signal-safe calls are allowed: it makes plain system
+        // calls on memory of its own stack and of `filter` (moved into the
+        // closure, so alive), and allocates nothing. `socket` is the
+        // child's end of the pair, inherited by the child: `theirs` keeps it
+        // open in this process until the child has started.
+        unsafe {
+            command.pre_exec(move || {
+                let program = libc::sock_fprog {
+                    len: filter.len() as u16,
+                    filter: filter.as_ptr().cast_mut(),
+                };
+                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                let listener = libc::syscall(
+                    libc::SYS_seccomp,
+                    libc::SECCOMP_SET_MODE_FILTER,
+                    libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+                    &program,
+                );
+                if listener < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                let listener = listener as libc::c_int;
+                let sent = send_descriptor(socket, listener);
+                libc::close(listener);
+                sent
+            });
+        }
+        thread::spawn(move || answer(ours, decide));
+        Ok(EnterFaults { _theirs: theirs })
+    }
+}
+
+/// `EnterFaults`' thread: receives the listener, then answers each call.
+#[cfg(target_os = "linux")]
+fn answer(ours: std::os::unix::net::UnixStream, mut decide: impl FnMut(EnterCall) -> EnterVerdict) {
+    use nix::libc;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+    let Ok(fd) = recv_descriptor(ours.as_raw_fd()) else {
+        return; // the child never started; `spawn` says why
+    };
+    // SAFETY: `recv_descriptor` returned a descriptor that the kernel just
+    // installed in this process for us; nothing else owns it.
+    let listener = unsafe { OwnedFd::from_raw_fd(fd) };
+    let fd = listener.as_raw_fd();
+    loop {
+        // POLLIN: a call waits. POLLHUP without it: no process uses the
+        // filter any more, the child has exited.
+        let mut ready = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, for the duration of the call.
+        if unsafe { libc::poll(&mut ready, 1, -1) } < 0 {
+            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return;
+        }
+        if ready.revents & libc::POLLIN == 0 {
+            return;
+        }
+        // SAFETY: all-zero is a valid seccomp_notif, and the kernel wants it
+        // zeroed.
+        let mut call: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+        // SAFETY: the ioctl writes one seccomp_notif into `call`.
+        if unsafe { libc::ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_RECV, &mut call) } != 0 {
+            continue; // the call went away (the child was killed), or EINTR
+        }
+        let verdict = decide(EnterCall {
+            to_submit: call.data.args[1] as u32,
+            min_complete: call.data.args[2] as u32,
+        });
+        // SAFETY: all-zero is a valid seccomp_notif_resp.
+        let mut response: libc::seccomp_notif_resp = unsafe { std::mem::zeroed() };
+        response.id = call.id;
+        match verdict {
+            EnterVerdict::Run => {
+                response.flags = libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32;
+            }
+            EnterVerdict::Fail(errno) => response.error = -errno,
+        }
+        // SAFETY: the ioctl reads one seccomp_notif_resp. It fails (ENOENT)
+        // if the call went away meanwhile, which is fine.
+        unsafe { libc::ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_SEND, &response) };
+    }
+}
+
+/// Sends descriptor `fd` over the Unix socket `socket` (SCM_RIGHTS), with
+/// one byte of data. Async-signal-safe: no allocation, plain system calls.
+#[cfg(target_os = "linux")]
+fn send_descriptor(socket: std::os::fd::RawFd, fd: std::os::fd::RawFd) -> io::Result<()> {
+    use nix::libc;
+    let mut byte = 0u8;
+    let mut iov = libc::iovec {
+        iov_base: (&raw mut byte).cast(),
+        iov_len: 1,
+    };
+    // Room for one control message carrying one descriptor, aligned for it.
+    let mut control = [0u64; 4];
+    // SAFETY: all-zero is a valid msghdr; the pointers set below point to
+    // `iov` and `control`, which outlive the sendmsg call. CMSG_SPACE(4) is
+    // 24 bytes on 64-bit and 16 on 32-bit systems, within `control`'s 32, so
+    // the first header and its data are inside it.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(size_of::<libc::c_int>() as u32) as _;
+        let header = libc::CMSG_FIRSTHDR(&msg);
+        (*header).cmsg_level = libc::SOL_SOCKET;
+        (*header).cmsg_type = libc::SCM_RIGHTS;
+        (*header).cmsg_len = libc::CMSG_LEN(size_of::<libc::c_int>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(header).cast::<libc::c_int>(), fd);
+        if libc::sendmsg(socket, &msg, 0) != 1 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Receives one descriptor sent by [`send_descriptor`] (close-on-exec).
+#[cfg(target_os = "linux")]
+fn recv_descriptor(socket: std::os::fd::RawFd) -> io::Result<std::os::fd::RawFd> {
+    use nix::libc;
+    let mut byte = 0u8;
+    let mut iov = libc::iovec {
+        iov_base: (&raw mut byte).cast(),
+        iov_len: 1,
+    };
+    let mut control = [0u64; 4];
+    // SAFETY: as in `send_descriptor`; the kernel writes at most
+    // `msg_controllen` bytes into `control` and one byte into `byte`, and
+    // the header is read only if the kernel filled one in.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = size_of_val(&control) as _;
+        let n = libc::recvmsg(socket, &mut msg, libc::MSG_CMSG_CLOEXEC);
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let header = libc::CMSG_FIRSTHDR(&msg);
+        if n == 0
+            || header.is_null()
+            || (*header).cmsg_level != libc::SOL_SOCKET
+            || (*header).cmsg_type != libc::SCM_RIGHTS
+        {
+            return Err(io::Error::other(
+                "the child sent no seccomp listener (did it start?)",
+            ));
+        }
+        Ok(std::ptr::read_unaligned(
+            libc::CMSG_DATA(header).cast::<libc::c_int>(),
+        ))
+    }
+}
+
 /// One of the counters a lesson prints on its `stats:` line at exit, by
 /// name (`stat(&server.stderr(), "short_sends")`). For tests: it panics, with
 /// the line, when there is no stats line or no such counter.

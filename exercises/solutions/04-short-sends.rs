@@ -27,6 +27,10 @@ use io_uring::{IoUring, opcode, squeue, types};
 use nix::libc;
 #[cfg(target_os = "linux")]
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+#[cfg(target_os = "linux")]
+use std::ptr::NonNull;
+#[cfg(target_os = "linux")]
+use std::time::Duration;
 use uring_echo_book::cli::CommonArgs;
 
 /// Lesson 04's io_uring echo server, compact, the bug fixed (Linux).
@@ -119,11 +123,51 @@ fn unpack(user_data: u64) -> (Option<Kind>, usize, u32) {
 struct Conn {
     socket: OwnedFd,
     generation: u32,
-    /// Boxed, so it stays put when `conns` grows: the kernel holds its address.
-    buf: Box<[u8]>,
+    /// The kernel receives into it and sends from it, through its address.
+    buf: KernelBuf,
     /// `buf[..filled]` arrived; `buf[..sent]` of it has gone back.
     filled: usize,
     sent: usize,
+}
+
+/// Heap memory lent to the kernel, as in lesson 04: reached only through
+/// a raw pointer. A `Box<[u8]>` would keep the bytes in place when `conns`
+/// grows and moves the `Conn`, but each move of a `Box` tells the compiler
+/// that the `Box` is the only way to those bytes, while the kernel may be
+/// writing into them. We never make a reference to them either: the
+/// server only hands their address to the kernel.
+#[cfg(target_os = "linux")]
+struct KernelBuf {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+#[cfg(target_os = "linux")]
+impl KernelBuf {
+    /// `len` zeroed bytes on the heap, out of their `Box` for good.
+    fn new(len: usize) -> KernelBuf {
+        let raw: *mut [u8] = Box::into_raw(vec![0u8; len].into_boxed_slice());
+        let ptr = NonNull::new(raw.cast::<u8>()).expect("a Box is never null");
+        KernelBuf { ptr, len }
+    }
+
+    /// The address of byte `at`, for the kernel; `wrapping_add` is the
+    /// safe form of pointer arithmetic, and the assert keeps it inside.
+    fn addr(&self, at: usize) -> *mut u8 {
+        assert!(at <= self.len, "an address outside the buffer");
+        self.ptr.as_ptr().wrapping_add(at)
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for KernelBuf {
+    fn drop(&mut self) {
+        let raw = std::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr(), self.len);
+        // SAFETY: `raw` is what `Box::into_raw` returned in `new`, same
+        // address and length, and only here is it turned back into a `Box`:
+        // once, as the `KernelBuf` goes away.
+        drop(unsafe { Box::from_raw(raw) });
+    }
 }
 
 #[cfg(target_os = "linux")]
@@ -185,26 +229,51 @@ impl Server {
 
     /// Queues one request; when the submission queue is full, hands what is
     /// queued to the kernel first.
-    fn push(&mut self, entry: squeue::Entry) -> io::Result<()> {
-        // SAFETY: the kernel uses the memory an entry points to until its
-        // completion arrives. Ours point only into a connection's boxed
-        // `buf`, which is freed only when that connection has no request in
-        // flight, and which never moves.
+    ///
+    /// # Safety
+    ///
+    /// The memory `entry` points to stays allocated and where it is, and we
+    /// neither read nor write it, until the request's completion has been
+    /// reaped: the kernel holds its address, not a borrow.
+    unsafe fn push(&mut self, entry: squeue::Entry) -> io::Result<()> {
+        // SAFETY: the crate's `push` asks that the entry's memory stay valid
+        // for the whole operation, which is what our caller promises.
         while unsafe { self.ring.submission().push(&entry) }.is_err() {
-            self.ring.submit()?;
+            self.enter(0)?;
         }
         Ok(())
+    }
+
+    /// How many failed `io_uring_enter` calls in a row `enter` tries again.
+    const ENTER_RETRIES: u32 = 1000;
+
+    /// One `io_uring_enter`: submits what is queued and, with `want` 1,
+    /// waits for a completion. As in lesson 04: EINTR (a signal came),
+    /// EAGAIN (no kernel memory for a request) and EBUSY (older kernels,
+    /// completions backed up) mean the kernel took nothing, so try again,
+    /// a bounded number of times.
+    fn enter(&mut self, want: usize) -> io::Result<()> {
+        let mut failures = 0;
+        loop {
+            let e = match self.ring.submit_and_wait(want) {
+                Ok(_) => return Ok(()),
+                Err(e) => e,
+            };
+            match e.raw_os_error() {
+                _ if failures == Self::ENTER_RETRIES => return Err(e),
+                Some(libc::EINTR) => {}
+                Some(libc::EAGAIN | libc::EBUSY) => std::thread::sleep(Duration::from_millis(1)),
+                _ => return Err(e),
+            }
+            failures += 1;
+        }
     }
 
     /// Submits, sleeps until completions arrive, handles them; forever.
     fn run(&mut self) -> io::Result<std::convert::Infallible> {
         let mut batch = Vec::new();
         loop {
-            match self.ring.submit_and_wait(1) {
-                Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
-                Err(e) => return Err(e),
-            }
+            self.enter(1)?;
             // Copied out first: handling a completion queues new requests,
             // which needs the ring that the completion queue borrows.
             batch.clear();
@@ -229,7 +298,9 @@ impl Server {
             .flags(libc::SOCK_CLOEXEC)
             .build()
             .user_data(pack(Kind::Accept, 0, 0));
-        self.push(entry)?;
+        // SAFETY: the null pointers ask for no peer address: the request
+        // points to no memory of ours.
+        unsafe { self.push(entry) }?;
         self.accepting = true;
         Ok(())
     }
@@ -253,7 +324,7 @@ impl Server {
         let conn = Conn {
             socket,
             generation: self.next_generation,
-            buf: vec![0; self.buffer_size].into_boxed_slice(),
+            buf: KernelBuf::new(self.buffer_size),
             filled: 0,
             sent: 0,
         };
@@ -275,10 +346,15 @@ impl Server {
             return Ok(());
         };
         let fd = types::Fd(conn.socket.as_raw_fd());
-        let entry = opcode::Recv::new(fd, conn.buf.as_mut_ptr(), conn.buf.len() as u32)
+        let entry = opcode::Recv::new(fd, conn.buf.addr(0), conn.buf.len as u32)
             .build()
             .user_data(pack(Kind::Recv, index, conn.generation));
-        self.push(entry)
+        // SAFETY: the kernel writes into `conn.buf`. Its bytes stay put when
+        // `conns` grows (only the `KernelBuf`, an address, moves); they are
+        // freed only with the `Conn`, which `close` drops only from a
+        // completion, when this connection's one request has come back; and
+        // we never read or write them ourselves.
+        unsafe { self.push(entry) }
     }
 
     /// Sends what has not gone back yet: `buf[sent..filled]`.
@@ -286,18 +362,20 @@ impl Server {
         let Some(conn) = self.conns[index].as_mut() else {
             return Ok(());
         };
-        let rest = &conn.buf[conn.sent..conn.filled];
         // MSG_NOSIGNAL: a peer that has gone makes the send fail with EPIPE
         // instead of raising SIGPIPE, which would end the server.
         let entry = opcode::Send::new(
             types::Fd(conn.socket.as_raw_fd()),
-            rest.as_ptr(),
-            rest.len() as u32,
+            conn.buf.addr(conn.sent),
+            (conn.filled - conn.sent) as u32,
         )
         .flags(libc::MSG_NOSIGNAL)
         .build()
         .user_data(pack(Kind::Send, index, conn.generation));
-        self.push(entry)
+        // SAFETY: the kernel reads `conn.buf[sent..filled]`; as for the
+        // receive, those bytes stay put, are freed only after this request's
+        // completion, and we do not touch them.
+        unsafe { self.push(entry) }
     }
 
     fn on_recv(&mut self, index: usize, res: i32) -> io::Result<()> {
@@ -348,5 +426,16 @@ impl Server {
             return Ok(());
         }
         self.submit_accept() // a descriptor is free again
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for Server {
+    /// The server is dropped with requests in flight only while a panic
+    /// unwinds (`run` never returns `Ok`, and `main` forgets the server
+    /// when it fails). Leak the buffers, rather than free memory the
+    /// kernel may still write into.
+    fn drop(&mut self) {
+        std::mem::forget(std::mem::take(&mut self.conns));
     }
 }

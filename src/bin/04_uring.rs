@@ -37,6 +37,10 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 #[cfg(target_os = "linux")]
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+#[cfg(target_os = "linux")]
+use std::ptr::NonNull;
+#[cfg(target_os = "linux")]
+use std::time::Duration;
 use uring_echo_book::cli::CommonArgs;
 
 // ANCHOR: options
@@ -96,11 +100,10 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: the event loop failed: {e}");
             // Requests may still be in flight, and the kernel may still write
-            // into their buffers: never free those. The process is exiting,
-            // which takes the ring down first.
-            std::mem::forget(server);
+            // into their buffers: `Server`'s `Drop` (at the end of this file)
+            // leaks those rather than free them. The process is exiting.
+            eprintln!("error: the event loop failed: {e}");
             ExitCode::FAILURE
         }
     }
@@ -154,18 +157,86 @@ struct Conn {
     /// The socket; dropping it closes it.
     socket: OwnedFd,
     generation: u32,
-    /// The kernel receives into this buffer and sends from it. It is a `Box`
-    /// so that it stays where it is when the table of connections grows and
-    /// moves the `Conn` itself: the kernel holds the buffer's address.
-    buf: Box<[u8]>,
+    /// The kernel receives into this buffer and sends from it. A
+    /// `KernelBuf` (below), not a `Box<[u8]>`: the kernel holds the
+    /// buffer's address while we move the `Conn` around.
+    buf: KernelBuf,
     /// `buf[..filled]` arrived; `buf[..sent]` of it has been sent back.
     filled: usize,
     sent: usize,
     /// The one request the kernel holds for this connection, if any. While
-    /// it is `Some`, `buf` must not be touched, moved or freed.
+    /// it is `Some`, the bytes of `buf` must not be touched or freed (and
+    /// they cannot move: see `KernelBuf`).
     in_flight: Option<Kind>,
 }
 // ANCHOR_END: conn
+
+// ANCHOR: kernel_buf
+/// Heap memory we lend to the kernel: a connection's buffer, or the 128
+/// bytes the signal read fills.
+///
+/// Why not a `Box<[u8]>`? A `Box` keeps its bytes where they are when the
+/// `Box` itself moves, and `conns` moves every `Conn` when it grows. But a
+/// `Box` promises more than "the bytes stay put": it promises that it is
+/// the *only* way to reach them. The compiler optimizes on that promise
+/// (to it a `Box` is `noalias`, like a `&mut`), and every move of the `Box`
+/// makes the promise again. While a receive is in flight the kernel writes
+/// into those bytes, so the promise would be false, and a program that
+/// breaks a promise the compiler relies on has undefined behaviour, even
+/// when it seems to work.
+///
+/// A raw pointer promises nothing. Moving a `KernelBuf` copies an address
+/// and says nothing about the bytes behind it. And we never make a Rust
+/// reference (`&[u8]`, `&mut [u8]`) to those bytes at all: this server
+/// never reads them itself, it only hands their address to the kernel.
+#[cfg(target_os = "linux")]
+struct KernelBuf {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+#[cfg(target_os = "linux")]
+impl KernelBuf {
+    /// `len` zeroed bytes on the heap.
+    fn new(len: usize) -> KernelBuf {
+        let bytes: Box<[u8]> = vec![0u8; len].into_boxed_slice();
+        // `into_raw` ends the `Box`, and its promise, without freeing the
+        // memory: from here on only this raw pointer reaches it, until
+        // `drop` below frees it.
+        let raw: *mut [u8] = Box::into_raw(bytes);
+        KernelBuf {
+            ptr: NonNull::new(raw.cast::<u8>()).expect("a Box is never null"),
+            len,
+        }
+    }
+
+    /// The address of byte `at`, for the kernel. The assert keeps it
+    /// inside the buffer (or just past its end, for an empty range), where
+    /// `wrapping_add`, the safe form of pointer arithmetic, gives the same
+    /// address as the unsafe `add`.
+    fn addr(&self, at: usize) -> *mut u8 {
+        assert!(at <= self.len, "an address outside the buffer");
+        self.ptr.as_ptr().wrapping_add(at)
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for KernelBuf {
+    fn drop(&mut self) {
+        let raw = std::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr(), self.len);
+        // SAFETY: `raw` is the pointer `Box::into_raw` returned in `new`,
+        // with the same address and length, and this is the only place that
+        // turns it back into a `Box`: once, as the `KernelBuf` goes away.
+        // (That the kernel no longer uses the memory by then is `push`'s
+        // promise, kept where each request is pushed.)
+        drop(unsafe { Box::from_raw(raw) });
+    }
+}
+// ANCHOR_END: kernel_buf
 
 /// What the server did, printed at exit.
 #[derive(Default)]
@@ -207,11 +278,8 @@ struct Server {
     listener: std::net::TcpListener,
     signals: SignalFd,
     /// The kernel writes a `signalfd_siginfo` (128 bytes) here when a signal
-    /// arrives. Boxed for the same reason as a connection's buffer.
-    siginfo: Box<[u8; 128]>,
-    /// How long accepting pauses after EMFILE. Boxed: the kernel reads it
-    /// while the timeout request is in flight.
-    pause: Box<types::Timespec>,
+    /// arrives: memory lent to the kernel, like a connection's buffer.
+    siginfo: KernelBuf,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
     generations: Vec<u32>,
@@ -228,6 +296,13 @@ struct Server {
     batch: Vec<(u64, i32)>,
     stats: Stats,
 }
+
+/// How long accepting pauses after EMFILE. The kernel copies a timeout's
+/// `timespec` when it takes the request from the submission queue (at our
+/// next `io_uring_enter`), not later: it only has to be valid until then.
+/// A `static` is valid, and unchanged, for as long as the program runs.
+#[cfg(target_os = "linux")]
+static PAUSE: types::Timespec = types::Timespec::new().nsec(100_000_000);
 // ANCHOR_END: server
 
 #[cfg(target_os = "linux")]
@@ -248,6 +323,13 @@ impl Server {
             .next_power_of_two()
             .min(65536) as u32;
         let mut builder: io_uring::Builder = IoUring::builder();
+        // Not IORING_SETUP_SUBMIT_ALL (Linux 5.18). Without it, an entry
+        // the kernel refuses as it takes it (it still posts a completion for
+        // it, with the error) ends that enter's submitting early, and the
+        // entries after it wait in the queue for the next enter, which our
+        // loop makes at once. Nothing is lost or reordered: the flag would
+        // save one enter in a rare case, at the price of a fallback for
+        // older kernels.
         builder.setup_cqsize(cq_entries).setup_clamp();
         let ring = uring::build(&builder, args.ring_entries)?;
         uring::require(
@@ -313,8 +395,7 @@ impl Server {
             ring,
             listener,
             signals,
-            siginfo: Box::new([0; 128]),
-            pause: Box::new(types::Timespec::new().nsec(100_000_000)),
+            siginfo: KernelBuf::new(std::mem::size_of::<libc::signalfd_siginfo>()),
             conns: Vec::new(),
             free: Vec::new(),
             generations: Vec::new(),
@@ -336,37 +417,97 @@ impl Server {
 
     // ANCHOR: push
     /// Queues one request. If the submission queue is full, hands the
-    /// queued requests to the kernel first, which empties it.
-    fn push(&mut self, entry: squeue::Entry) -> io::Result<()> {
+    /// queued requests to the kernel first (`enter`), which makes room.
+    ///
+    /// # Safety
+    ///
+    /// The entry holds addresses, not borrows: the kernel will use the
+    /// memory behind them, and nothing in the type system stops us from
+    /// freeing, moving or changing it meanwhile. So the caller promises,
+    /// for every address in `entry`:
+    ///
+    /// - memory the operation reads or writes (a receive's buffer, a
+    ///   send's bytes, a read's buffer) stays allocated and where it is,
+    ///   and we neither read nor write it, until the request's completion
+    ///   has been reaped;
+    /// - memory the kernel reads only as it takes the request from the
+    ///   submission queue (a timeout's `timespec`, which it copies) stays
+    ///   valid and unchanged until then: until the next `enter`.
+    unsafe fn push(&mut self, entry: squeue::Entry) -> io::Result<()> {
         loop {
-            // SAFETY: `push` is unsafe because the kernel will read and write
-            // the memory the entry points to until its completion arrives.
-            // Every entry we build points only into memory this server owns
-            // on the heap: a connection's `buf` (freed only when that
-            // connection has nothing in flight), `siginfo` and `pause` (freed
-            // only when the server is dropped, after `shutdown` has reaped
-            // every completion). None of it moves while the kernel holds it.
+            // SAFETY: the crate's `push` asks that the memory the entry
+            // points to stay valid for the whole operation. That is what
+            // our own caller promised, above.
             let pushed = unsafe { self.ring.submission().push(&entry) };
             if pushed.is_ok() {
                 self.in_flight += 1;
                 return Ok(());
             }
-            self.ring.submit()?;
-            self.stats.enters += 1;
+            self.enter(0)?;
         }
     }
     // ANCHOR_END: push
+
+    // ANCHOR: enter
+    /// How many failed `io_uring_enter` calls in a row `enter` tries again.
+    const ENTER_RETRIES: u32 = 1000;
+
+    /// One `io_uring_enter`: hands the kernel every queued request, and
+    /// with `want` 1 sleeps until at least one completion is there.
+    ///
+    /// Three errors mean "not now" rather than "broken". With each, the
+    /// kernel took none of the queued requests, so trying again repeats
+    /// nothing and loses nothing:
+    ///
+    /// - EINTR: a signal interrupted the sleep (Ctrl-Z and `fg` in a
+    ///   shell, which stop and continue the process; a debugger). Try
+    ///   again at once.
+    /// - EAGAIN: the kernel could not allocate memory for a request.
+    ///   Give it a millisecond to find some, then try again.
+    /// - EBUSY: on older kernels, completions are waiting that found the
+    ///   completion queue full. Ours has room for every completion that can
+    ///   be pending (see `setup`), so it should not happen here; if it
+    ///   does, it is treated like EAGAIN.
+    ///
+    /// Bounded: after `ENTER_RETRIES` failures in a row (a second of
+    /// EAGAIN), something is wrong that trying again will not fix, and the
+    /// error ends the server rather than a loop that spins forever.
+    fn enter(&mut self, want: usize) -> io::Result<()> {
+        let mut failures = 0;
+        loop {
+            let result = self.ring.submit_and_wait(want);
+            self.stats.enters += 1;
+            let e = match result {
+                Ok(_) => return Ok(()),
+                Err(e) => e,
+            };
+            match e.raw_os_error() {
+                _ if failures == Self::ENTER_RETRIES => return Err(e),
+                Some(libc::EINTR) => {}
+                Some(libc::EAGAIN | libc::EBUSY) => std::thread::sleep(Duration::from_millis(1)),
+                _ => return Err(e),
+            }
+            failures += 1;
+        }
+    }
+    // ANCHOR_END: enter
 
     // ANCHOR: signal_read
     fn submit_signal_read(&mut self) -> io::Result<()> {
         let entry = opcode::Read::new(
             types::Fd(self.signals.as_raw_fd()),
-            self.siginfo.as_mut_ptr(),
+            self.siginfo.addr(0),
             self.siginfo.len() as u32,
         )
         .build()
         .user_data(pack(Kind::Signal, 0, 0));
-        self.push(entry)
+        // SAFETY: the read writes into `siginfo`'s 128 bytes. They stay
+        // where they are when the server moves (only the `KernelBuf`, an
+        // address, moves), and no code of ours reads or writes them. They
+        // are freed only with the server: after `shutdown` has reaped every
+        // completion, or, if it is dropped with requests in flight (an
+        // error, a panic), never: `Server`'s `Drop` leaks them.
+        unsafe { self.push(entry) }
     }
     // ANCHOR_END: signal_read
 
@@ -385,7 +526,9 @@ impl Server {
         .flags(libc::SOCK_CLOEXEC)
         .build()
         .user_data(pack(Kind::Accept, 0, 0));
-        self.push(entry)?;
+        // SAFETY: the two null pointers ask for no peer address: this
+        // request points to no memory of ours.
+        unsafe { self.push(entry) }?;
         self.accepting = true;
         Ok(())
     }
@@ -430,10 +573,13 @@ impl Server {
         if self.timeout_armed || self.stopping {
             return Ok(());
         }
-        let entry = opcode::Timeout::new(&*self.pause as *const types::Timespec)
+        let entry = opcode::Timeout::new(&PAUSE)
             .build()
             .user_data(pack(Kind::Timeout, 0, 0));
-        self.push(entry)?;
+        // SAFETY: the only memory is `PAUSE`, which the kernel copies at the
+        // next enter. A `static` lives as long as the program and is never
+        // written, so it is valid and unchanged until then, and after.
+        unsafe { self.push(entry) }?;
         self.timeout_armed = true;
         Ok(())
     }
@@ -455,7 +601,7 @@ impl Server {
         self.conns[index] = Some(Conn {
             socket,
             generation: self.generations[index],
-            buf: vec![0u8; self.buffer_size].into_boxed_slice(),
+            buf: KernelBuf::new(self.buffer_size),
             filled: 0,
             sent: 0,
             in_flight: None,
@@ -472,13 +618,21 @@ impl Server {
         };
         let entry = opcode::Recv::new(
             types::Fd(conn.socket.as_raw_fd()),
-            conn.buf.as_mut_ptr(),
+            conn.buf.addr(0),
             conn.buf.len() as u32,
         )
         .build()
         .user_data(pack(Kind::Recv, index, conn.generation));
         conn.in_flight = Some(Kind::Recv);
-        self.push(entry)
+        // SAFETY: the kernel writes into `conn.buf`. Its bytes stay where
+        // they are when `conns` grows (only the `KernelBuf`, an address,
+        // moves), and no code of ours reads or writes them: we only pass
+        // their address. They are freed only with the `Conn`: by `close`,
+        // which runs only from this connection's completion, with
+        // `in_flight` back to `None`; by `shutdown`, which clears `conns`
+        // only after every completion; or never, when the server is dropped
+        // with requests in flight (`Server`'s `Drop` leaks `conns`).
+        unsafe { self.push(entry) }
     }
 
     /// Asks the kernel to send what is left of the buffer: `buf[sent..filled]`.
@@ -486,19 +640,21 @@ impl Server {
         let Some(conn) = self.conns[index].as_mut() else {
             return Ok(());
         };
-        let rest = &conn.buf[conn.sent..conn.filled];
         // MSG_NOSIGNAL: a peer that has gone away makes the send fail with
         // EPIPE instead of raising SIGPIPE.
         let entry = opcode::Send::new(
             types::Fd(conn.socket.as_raw_fd()),
-            rest.as_ptr(),
-            rest.len() as u32,
+            conn.buf.addr(conn.sent),
+            (conn.filled - conn.sent) as u32,
         )
         .flags(libc::MSG_NOSIGNAL)
         .build()
         .user_data(pack(Kind::Send, index, conn.generation));
         conn.in_flight = Some(Kind::Send);
-        self.push(entry)
+        // SAFETY: the kernel reads `conn.buf[sent..filled]`; the same
+        // argument as for the receive: the bytes do not move, are freed only
+        // after this request's completion, and we do not touch them.
+        unsafe { self.push(entry) }
     }
 
     fn on_recv(&mut self, index: usize, res: i32) -> io::Result<()> {
@@ -561,12 +717,7 @@ impl Server {
         while !self.stopping {
             // One system call: hand the kernel every queued request and
             // sleep until at least one completion is there.
-            match self.ring.submit_and_wait(1) {
-                Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
-                Err(e) => return Err(e),
-            }
-            self.stats.enters += 1;
+            self.enter(1)?;
             self.reap()?;
         }
         self.shutdown()
@@ -657,15 +808,12 @@ impl Server {
                 opcode::AsyncCancel::new(target)
                     .build()
                     .user_data(pack(Kind::Cancel, 0, 0));
-            self.push(cancel)?;
+            // SAFETY: a cancel names its target by `user_data`; it points to
+            // no memory of ours.
+            unsafe { self.push(cancel) }?;
         }
         while self.in_flight > 0 {
-            match self.ring.submit_and_wait(1) {
-                Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
-                Err(e) => return Err(e),
-            }
-            self.stats.enters += 1;
+            self.enter(1)?;
             self.reap()?;
         }
         let open = self.live();
@@ -674,4 +822,19 @@ impl Server {
         Ok(())
     }
     // ANCHOR_END: shutdown
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for Server {
+    /// After a clean `shutdown` nothing is in flight, and the fields drop as
+    /// usual. But the server can also be dropped with requests in flight:
+    /// when the event loop failed, or while a panic unwinds. Then the kernel
+    /// may still write into our buffers, so they are leaked, never freed.
+    /// The process is on its way out and gives the memory back as it ends.
+    fn drop(&mut self) {
+        if self.in_flight > 0 {
+            std::mem::forget(std::mem::take(&mut self.conns));
+            std::mem::forget(std::mem::replace(&mut self.siginfo, KernelBuf::new(0)));
+        }
+    }
 }

@@ -99,6 +99,23 @@ pub fn require(ring: &IoUring, needed: &[Needed]) -> Result<(), String> {
     }
 }
 
+/// The running kernel's version as (major, minor), read from
+/// `/proc/sys/kernel/osrelease` (`6.18.44-generic` gives `(6, 18)`); `None`
+/// when it cannot be read. Some behaviours that matter to a lesson changed
+/// in a given release without a flag to probe for.
+pub fn kernel_version() -> Option<(u32, u32)> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+    parse_kernel_version(&release)
+}
+
+/// The (major, minor) at the start of a kernel release string.
+pub fn parse_kernel_version(release: &str) -> Option<(u32, u32)> {
+    let mut numbers = release.trim().split(|c: char| !c.is_ascii_digit());
+    let major = numbers.next()?.parse().ok()?;
+    let minor = numbers.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
 /// Whether this process can set up a ring at all: tests use it to skip the
 /// io_uring lessons, with the reason, where a machine forbids io_uring.
 pub fn available() -> Result<(), String> {
@@ -146,8 +163,9 @@ pub fn check_multishot_recv(ring: &mut IoUring) -> Result<(), String> {
     }
     .map_err(|e| fail("cannot map memory for the probe", &e))?;
     let entries = memory.cast::<types::BufRingEntry>();
-    // SAFETY: the mapping is 4096 bytes, so its first 16-byte entry exists;
-    // nothing else refers to it yet.
+    // SAFETY: the mapping is 4096 bytes, so its first 16-byte entry exists.
+    // A `&mut` to it is fine here, tail included, because the ring is not
+    // registered yet: the kernel cannot be reading it.
     unsafe {
         let entry = &mut *entries.as_ptr();
         entry.set_addr(memory.as_ptr() as u64 + 2048);
@@ -186,9 +204,24 @@ pub fn check_multishot_recv(ring: &mut IoUring) -> Result<(), String> {
             let mut armed = true;
             let mut cancelled = false;
             let mut cancel_seen = false;
+            let mut retries = 0;
             while armed || (cancelled && !cancel_seen) {
-                ring.submit_and_wait(1)
-                    .map_err(|e| fail("io_uring_enter failed", &e))?;
+                match ring.submit_and_wait(1) {
+                    Ok(_) => {}
+                    // A signal interrupted the wait (EINTR), or the kernel
+                    // had no memory for a request just then (EAGAIN; EBUSY
+                    // on older kernels): try again, a few times.
+                    Err(e)
+                        if matches!(
+                            e.raw_os_error(),
+                            Some(nix::libc::EINTR | nix::libc::EAGAIN | nix::libc::EBUSY)
+                        ) && retries < 100 =>
+                    {
+                        retries += 1;
+                        continue;
+                    }
+                    Err(e) => return Err(fail("io_uring_enter failed", &e)),
+                }
                 let done: Vec<(u64, i32, u32)> = ring
                     .completion()
                     .map(|c| (c.user_data(), c.result(), c.flags()))
@@ -231,4 +264,19 @@ pub fn check_multishot_recv(ring: &mut IoUring) -> Result<(), String> {
     // and its requests have all completed.
     let _ = unsafe { munmap(memory, page.get()) };
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_versions_parse() {
+        assert_eq!(parse_kernel_version("6.18.44-fc-v1147\n"), Some((6, 18)));
+        assert_eq!(parse_kernel_version("6.8.0-49-generic"), Some((6, 8)));
+        assert_eq!(parse_kernel_version("5.15"), Some((5, 15)));
+        assert_eq!(parse_kernel_version("7"), None);
+        assert_eq!(parse_kernel_version(""), None);
+        assert!(kernel_version().is_some(), "this is Linux: /proc has it");
+    }
 }

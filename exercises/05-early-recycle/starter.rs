@@ -63,9 +63,9 @@ fn main() -> ExitCode {
         Ok(mut server) => {
             let Err(e) = server.run();
             eprintln!("error: the event loop failed: {e}");
-            // Requests may still be in flight: never unmap their buffers.
-            // Exiting takes the ring down first.
-            std::mem::forget(server);
+            // Receives may still be in flight as `server` drops here: safe,
+            // because the buffers they write into are never unmapped (see
+            // `BufRing`'s `drop`). The process ends right after.
         }
         Err(e) => eprintln!("error: {e}"),
     }
@@ -138,8 +138,6 @@ impl Conn {
 
 #[cfg(target_os = "linux")]
 struct Server {
-    // Dropped in this order: the io_uring first, so the kernel is done
-    // with the buffer ring before `pool` unmaps it.
     ring: IoUring,
     pool: buf_ring::BufRing,
     listener: std::net::TcpListener,
@@ -198,8 +196,12 @@ impl Server {
     }
 
     fn push(&mut self, entry: squeue::Entry) -> io::Result<()> {
-        // SAFETY: an entry points at nothing but a pool buffer, which is out
-        // of the ring while its send runs, and mapped until we exit.
+        // SAFETY: the only memory of ours an entry points at is a send's
+        // bytes in a pool buffer (receives name no buffer: the kernel picks
+        // one; accepts and cancels point at nothing). The buffer stays
+        // mapped until the process ends (`BufRing` never unmaps buffers),
+        // we never write into it, and it is out of the ring while its send
+        // runs, so no receive writes into it either.
         unsafe { buf_ring::push(&mut self.ring, &entry) }
     }
 
@@ -396,8 +398,14 @@ impl Server {
     fn run(&mut self) -> io::Result<std::convert::Infallible> {
         loop {
             for (user_data, res, flags) in buf_ring::wait(&mut self.ring)? {
-                if cqueue::buffer_select(flags).is_some() {
+                if let Some(bid) = cqueue::buffer_select(flags) {
                     self.pool.taken(); // the kernel took it from the ring
+                    if res <= 0 {
+                        // Named, but nothing in it: straight back. (Recent
+                        // kernels put such a buffer back themselves, and do
+                        // not name it; the flag is what we go by.)
+                        self.pool.give_back(bid);
+                    }
                 }
                 let index = (user_data & 0xffff_ffff) as usize;
                 match user_data & !0xffff_ffff {

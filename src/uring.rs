@@ -175,6 +175,10 @@ pub fn check_multishot_recv(ring: &mut IoUring) -> Result<(), String> {
         (*tail).store(1, Ordering::Release);
     }
 
+    // Whether the probe's receive may still be in flight: if the probe
+    // stops half way (an enter that fails for good), the kernel may still
+    // write into the buffer in our page, so the page is then never unmapped.
+    let mut in_flight = false;
     let result = (|| {
         // SAFETY: the ring memory stays mapped until after it is unregistered.
         unsafe {
@@ -197,6 +201,7 @@ pub fn check_multishot_recv(ring: &mut IoUring) -> Result<(), String> {
             // been reaped below.
             unsafe { ring.submission().push(&recv) }
                 .map_err(|_| "the submission queue is full".to_string())?;
+            in_flight = true;
             (&theirs)
                 .write_all(b"x")
                 .map_err(|e| fail("cannot write to the socket pair", &e))?;
@@ -254,15 +259,21 @@ pub fn check_multishot_recv(ring: &mut IoUring) -> Result<(), String> {
                     cancelled = true;
                 }
             }
+            // The receive's last completion and the cancel's are both in.
+            in_flight = false;
             verdict.unwrap_or_else(|| Err("the probe's receive never completed".to_string()))
         })();
         let _ = ring.submitter().unregister_buf_ring(PROBE_GROUP);
         outcome
     })();
-    // SAFETY: the mapping came from `mmap_anonymous` with this length, and
-    // the kernel no longer refers to it: the probe's ring was unregistered
-    // and its requests have all completed.
-    let _ = unsafe { munmap(memory, page.get()) };
+    if !in_flight {
+        // SAFETY: the mapping came from `mmap_anonymous` with this length, and
+        // the kernel no longer refers to it: the probe's ring was unregistered
+        // (and the kernel reads a registered ring through its own pinned
+        // pages anyway), and no request of the probe is in flight, so nothing
+        // will write into its buffer.
+        let _ = unsafe { munmap(memory, page.get()) };
+    }
     result
 }
 

@@ -216,6 +216,7 @@ pub fn reset(stream: TcpStream) -> io::Result<()> {
 pub struct NonReader {
     stream: TcpStream,
     seed: u64,
+    cap: u64,
     written: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     sender: thread::JoinHandle<io::Result<u64>>,
@@ -244,6 +245,7 @@ impl NonReader {
         Ok(NonReader {
             stream,
             seed,
+            cap,
             written,
             stop,
             sender,
@@ -261,18 +263,46 @@ impl NonReader {
     /// event for "a write has been blocked for a while", so this looks at
     /// the count every 50 ms.
     pub fn wait_until_stalled(&self, quiet: Duration, limit: Duration) -> u64 {
+        NonReader::wait_until_all_stalled(std::slice::from_ref(self), quiet, limit)[0]
+    }
+
+    /// [`NonReader::wait_until_stalled`] for many peers at once: waits until
+    /// each one has stalled (or sent its cap, or failed), watching them all
+    /// together, so it takes one quiet period, not one per peer. Returns
+    /// the bytes each had sent by then.
+    pub fn wait_until_all_stalled(
+        peers: &[NonReader],
+        quiet: Duration,
+        limit: Duration,
+    ) -> Vec<u64> {
         let deadline = Instant::now() + limit;
-        let mut last = (self.written(), Instant::now());
-        while !self.sender.is_finished() && Instant::now() < deadline {
+        let mut last: Vec<(u64, Instant)> = peers
+            .iter()
+            .map(|p| (p.written(), Instant::now()))
+            .collect();
+        let mut done = vec![false; peers.len()];
+        while done.iter().any(|d| !d) && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(50));
-            let now = self.written();
-            if now != last.0 {
-                last = (now, Instant::now());
-            } else if last.1.elapsed() >= quiet {
-                break;
+            for (i, peer) in peers.iter().enumerate() {
+                let now = peer.written();
+                if peer.sender.is_finished() {
+                    done[i] = true;
+                } else if now != last[i].0 {
+                    last[i] = (now, Instant::now());
+                    done[i] = false;
+                } else if last[i].1.elapsed() >= quiet {
+                    done[i] = true;
+                }
             }
         }
-        self.written()
+        peers.iter().map(NonReader::written).collect()
+    }
+
+    /// Whether the sender gave up before its cap without being told to:
+    /// a write failed, which means the server reset or closed the
+    /// connection (EPIPE, ECONNRESET). A stalled write just waits.
+    pub fn write_failed(&self) -> bool {
+        self.sender.is_finished() && !self.stop.load(Ordering::Relaxed) && self.written() < self.cap
     }
 
     /// Hangs up without reading: stops the sender (a write blocked in the

@@ -57,6 +57,10 @@ pub const LESSONS: &[Lesson] = &[
                 why: ONE_AT_A_TIME,
             },
             Expected {
+                check: "stalled_many",
+                why: ONE_AT_A_TIME,
+            },
+            Expected {
                 check: "idle",
                 why: ONE_AT_A_TIME,
             },

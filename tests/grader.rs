@@ -203,6 +203,35 @@ fn a_server_that_buffers_without_limit_fails_stalled() {
     );
 }
 
+/// `stalled_many` holds a shared resource to account: peers that do not
+/// read must not take all of it. Lesson 02 with `--max-threads N` has such
+/// a resource, a pool of N threads, and a peer that does not read keeps
+/// its thread blocked in `write`. So N - 1 stuck peers leave a thread for
+/// the next client, and N take them all: the check passes the first and
+/// fails the second, saying the other client was not served.
+#[test]
+fn stalled_many_fails_a_pool_that_stuck_peers_take_whole() {
+    const THREADS: usize = 4;
+    let cap = THREADS.to_string();
+    let server = ServerProcess::start(
+        binary_path("02_threads"),
+        &["--addr", "127.0.0.1:0", "--max-threads", &cap],
+    )
+    .unwrap();
+    let bytes = grader::checks::STALLED_MANY_BYTES;
+
+    let summary = grader::checks::stalled_many_with(server.addr(), THREADS - 1, bytes)
+        .unwrap_or_else(|e| panic!("{} stuck peers, {THREADS} threads: {e}", THREADS - 1));
+    assert!(summary.contains("another client served in"), "{summary}");
+
+    let why = grader::checks::stalled_many_with(server.addr(), THREADS, bytes)
+        .expect_err("every thread was taken by a peer that does not read");
+    assert!(
+        why.contains("another client was not served") && why.contains("no reply"),
+        "the failure says the other client got no echo: {why}"
+    );
+}
+
 fn echo_check(args: &[&str]) -> std::process::Output {
     Command::new(binary_path("echo-check"))
         .args(args)

@@ -147,7 +147,7 @@ fn main() -> ExitCode {
             ));
         }
     };
-    // By default the nine standard checks; `--only` may also name the checks
+    // By default every standard check; `--only` may also name the checks
     // exercises add, which need the server started with their option.
     let selected: Vec<&'static Check> = if args.only.is_empty() {
         CHECKS.iter().collect()

@@ -95,6 +95,18 @@ pub const CHECKS: &[Check] = &[
         run: stalled,
     },
     Check {
+        name: "stalled_many",
+        what: "32 clients each send up to 8 MiB and stop reading; another client must be \
+               served meanwhile, none of the 32 may be closed, and every stalled byte \
+               arrives once they read again",
+        hint: "peers that do not read must not take a shared resource whole (a pool of \
+               buffers, a thread pool): bound what stuck connections hold together, so \
+               the others always have some of it; and, as for `stalled`, keep each one's \
+               unsent bytes and do not close it",
+        limit: Duration::from_secs(120),
+        run: stalled_many,
+    },
+    Check {
         name: "idle",
         what: "2000 connections held open, then each one echoes a message",
         hint: "the server must keep thousands of connections at once: raise the open-file \
@@ -346,6 +358,142 @@ fn stalled(addr: SocketAddr) -> Result<String, String> {
     ))
 }
 
+/// `stalled_many`'s peers that do not read. Why 32: lesson 05 once let
+/// stuck connections take its whole pool of 1,024 buffers (at most 64 for
+/// one connection, receiving again once it is down to 32). Sixteen such
+/// peers took all of it only now and then, as their holdings settled
+/// anywhere between 33 and a burst past 64 (one run in ten, measured);
+/// 32 peers holding at least 33 each take more than the pool every time.
+pub const STALLED_MANY_PEERS: usize = 32;
+
+/// What each of `stalled_many`'s peers sends at most. Enough to fill the
+/// kernel's buffers on the way back and then a server's own share for the
+/// peer (against lesson 05's first version the peers stalled at 4 to 8
+/// MiB); against a server that leans on the kernel's buffers alone, most
+/// send all of it, which is as good: what counts is that none reads. Far
+/// below [`STALLED_BOUND`], so this check does not test how much one peer
+/// may push in (that is `stalled`'s job), and a server that reads without
+/// limit takes at most 256 MiB here, as in `stalled`.
+pub const STALLED_MANY_BYTES: u64 = 8 << 20;
+
+fn stalled_many(addr: SocketAddr) -> Result<String, String> {
+    stalled_many_with(addr, STALLED_MANY_PEERS, STALLED_MANY_BYTES)
+}
+
+/// `stalled_many` with other numbers: `peers` clients each send up to
+/// `bytes_each` and stop reading; while all of them are stalled, another
+/// client must be served. Public so tests can ask for more peers than the
+/// registered check uses.
+pub fn stalled_many_with(
+    addr: SocketAddr,
+    peers: usize,
+    bytes_each: u64,
+) -> Result<String, String> {
+    // Every peer connects first; then they all send at once, each until
+    // its writes stop making progress for half a second or its bytes are
+    // all sent.
+    let streams = (0..peers)
+        .map(|i| connect(addr).map_err(|e| format!("peer {i} of {peers}: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let stuck = streams
+        .into_iter()
+        .enumerate()
+        .map(|(i, stream)| {
+            NonReader::start(stream, 30_000 + i as u64, bytes_each)
+                .map_err(|e| format!("peer {i} of {peers}: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let stalled_at = NonReader::wait_until_all_stalled(
+        &stuck,
+        Duration::from_millis(500),
+        Duration::from_secs(60),
+    );
+    let least = stalled_at.iter().copied().min().unwrap_or(0);
+    let most = stalled_at.iter().copied().max().unwrap_or(0);
+    let in_flight = if least >> 20 == most >> 20 {
+        format!("{} MiB each", most >> 20)
+    } else {
+        format!("{} to {} MiB each", least >> 20, most >> 20)
+    };
+
+    // While none of them reads, one more client must be served.
+    let started = Instant::now();
+    let served = connect(addr).and_then(|mut other| {
+        let mut offset = 0;
+        for len in [10usize, 1000, 10_000] {
+            client::echo_once(&mut other, 8, offset, len).map_err(|e| {
+                format!(
+                    "while {peers} clients that do not read had {in_flight} in flight, another \
+                     client was not served: {e}"
+                )
+            })?;
+            offset += len as u64;
+        }
+        Ok(started.elapsed())
+    });
+
+    // A stalled peer's writes only wait; a write that failed means the
+    // server closed (or reset) a connection that was merely slow to read.
+    let cut: Vec<usize> = (0..peers).filter(|&i| stuck[i].write_failed()).collect();
+
+    // Every peer reads again, all at once: every byte each sent must come
+    // back, in order.
+    let readers: Vec<_> = stuck
+        .into_iter()
+        .map(|peer| thread::spawn(move || peer.read_everything_back()))
+        .collect();
+    let echoed: Vec<_> = readers
+        .into_iter()
+        .map(|reader| {
+            reader.join().unwrap_or_else(|_| {
+                Err(client::EchoError::Io {
+                    during: "read",
+                    at: 0,
+                    err: io::Error::other("the reading thread panicked"),
+                })
+            })
+        })
+        .collect();
+
+    let waited = served?;
+    if let Some(&i) = cut.first() {
+        return Err(format!(
+            "the server closed {} of the {peers} clients that did not read (peer {i}, after \
+             it had sent {} MiB): a client that is slow to read is not an error; keep it, \
+             stop reading from it, and serve the others",
+            cut.len(),
+            stalled_at[i] >> 20
+        ));
+    }
+    let mut total = 0;
+    for (i, result) in echoed.into_iter().enumerate() {
+        total += result.map_err(|e| {
+            format!("peer {i} of the {peers} that stopped reading, once it read again: {e}")
+        })?;
+    }
+
+    // As in `stalled`: far more than the kernel's buffers hold means the
+    // server kept reading from a peer that was not reading. With the
+    // registered numbers no peer sends that much; a caller that asks for
+    // more bytes each gets this check too.
+    if let Some(i) = (0..peers).find(|&i| stalled_at[i] > STALLED_BOUND) {
+        return Err(format!(
+            "peer {i} of the {peers} that did not read got {} MiB into the server before it \
+             stopped taking more (every byte came back later, but more than {} MiB means the \
+             server held them in its own memory, not the kernel's buffers): stop reading from \
+             a peer while its echo waits",
+            stalled_at[i] >> 20,
+            STALLED_BOUND >> 20
+        ));
+    }
+    Ok(format!(
+        "another client served in {} ms while {peers} clients that do not read had \
+         {in_flight} in flight; all {} MiB came back",
+        waited.as_millis(),
+        total >> 20
+    ))
+}
+
 fn idle(addr: SocketAddr) -> Result<String, String> {
     const CONNECTIONS: usize = 2000;
     let mut streams = Vec::with_capacity(CONNECTIONS);
@@ -393,4 +541,21 @@ fn churn(addr: SocketAddr) -> Result<String, String> {
         "{} connections opened, echoed and closed",
         THREADS * PER_THREAD
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stalled_many_says_the_numbers_it_uses() {
+        let what = check("stalled_many").unwrap().what;
+        let peers = format!("{STALLED_MANY_PEERS} clients");
+        let bytes = format!("{} MiB", STALLED_MANY_BYTES >> 20);
+        assert!(what.contains(&peers) && what.contains(&bytes), "{what}");
+        assert!(
+            what.contains(&format!("none of the {STALLED_MANY_PEERS}")),
+            "{what}"
+        );
+    }
 }

@@ -1,6 +1,6 @@
 //! Checks that only exercises ask for.
 //!
-//! The nine checks in [`super::CHECKS`] hold any echo server to the same
+//! The checks in [`super::CHECKS`] hold any echo server to the same
 //! behaviour. The checks here test a feature an exercise adds, so they assume
 //! the server was started with that feature's option set to a known value
 //! (`echo-check --exercise` starts it that way). They never run by default;

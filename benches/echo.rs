@@ -24,8 +24,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
-use uring_echo_book::client;
-use uring_echo_book::process::ServerProcess;
+use uring_echo_tools::client;
+use uring_echo_tools::process::ServerProcess;
 
 fn quick() -> bool {
     env::var_os("ECHO_BENCH_QUICK").is_some_and(|v| v != "0")
@@ -34,7 +34,7 @@ fn quick() -> bool {
 /// Every lesson that runs here and can serve `clients` at once, then the
 /// peers they are compared with.
 fn servers(many_clients: bool) -> Vec<&'static str> {
-    let lessons = uring_echo_book::lessons::runnable()
+    let lessons = uring_echo_tools::lessons::runnable()
         .into_iter()
         .filter(|l| {
             let skip = many_clients && l.expected_failure("concurrent").is_some();
@@ -45,19 +45,19 @@ fn servers(many_clients: bool) -> Vec<&'static str> {
         })
         .map(|l| l.name);
     lessons
-        .chain(uring_echo_book::PEERS.iter().map(|p| p.name))
+        .chain(uring_echo_tools::PEERS.iter().map(|p| p.name))
         .collect()
 }
 
 /// Whether to pin: two CPUs or more, and `taskset` to pin the server with.
 fn pinning() -> bool {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    cfg!(target_os = "linux") && cpus >= 2 && uring_echo_book::ladder::on_path("taskset")
+    cfg!(target_os = "linux") && cpus >= 2 && uring_echo_tools::ladder::on_path("taskset")
 }
 
 /// Starts `name` on a free port, on CPU 0 when pinning.
 fn start(name: &str) -> ServerProcess {
-    ServerProcess::spawn(uring_echo_book::ladder::server_command(
+    ServerProcess::spawn(uring_echo_tools::ladder::server_command(
         name,
         pinning(),
         &[],
@@ -98,7 +98,7 @@ fn round_trip(c: &mut Criterion) {
 /// `iters / (requests per second)`.
 #[cfg(target_os = "linux")]
 fn time_per_echo(addr: SocketAddr, clients: usize, iters: u64) -> Duration {
-    use uring_echo_book::loadgen::{self, Config};
+    use uring_echo_tools::loadgen::{self, Config};
     let mut config = Config::new(addr);
     config.connections = clients;
     config.length = 512;

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use uring_echo_book::LESSONS;
+use uring_echo_tools::LESSONS;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -249,7 +249,7 @@ fn the_checker_rejects_a_wrong_anchor_a_missing_file_and_line_numbers() {
 #[test]
 fn every_grader_check_is_explained_in_the_grading_appendix() {
     let text = fs::read_to_string(chapters_dir().join("grading.md")).unwrap();
-    for check in uring_echo_book::grader::CHECKS {
+    for check in uring_echo_tools::grader::CHECKS {
         let heading = format!("### `{}`", check.name);
         assert!(
             text.contains(&heading),

@@ -16,9 +16,9 @@ use std::process::{Command, Output};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use uring_echo_book::lessons::{Lesson, runnable};
-use uring_echo_book::loadgen::{self, Config, LoadError, Report};
-use uring_echo_book::process::{ServerProcess, binary_path};
+use uring_echo_tools::lessons::{Lesson, runnable};
+use uring_echo_tools::loadgen::{self, Config, LoadError, Report};
+use uring_echo_tools::process::{ServerProcess, binary_path};
 
 /// Far above anything a healthy server needs, even a debug build on a
 /// loaded machine; a failing test still ends.

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use uring_echo_book::client::{self, NonReader};
-use uring_echo_book::grader::{self, CHECKS};
-use uring_echo_book::pattern;
-use uring_echo_book::process::{ServerProcess, binary_path, stat};
+use uring_echo_tools::client::{self, NonReader};
+use uring_echo_tools::grader::{self, CHECKS};
+use uring_echo_tools::pattern;
+use uring_echo_tools::process::{ServerProcess, binary_path, stat};
 
 const LIMIT: Duration = Duration::from_secs(30);
 

@@ -13,11 +13,11 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::thread;
 
-use uring_echo_book::exercises::run::{self, Program};
-use uring_echo_book::exercises::{self, Exercise, Kind};
-use uring_echo_book::grader::{self, Verdict};
-use uring_echo_book::lessons::lesson;
-use uring_echo_book::process::binary_path;
+use uring_echo_tools::exercises::run::{self, Program};
+use uring_echo_tools::exercises::{self, Exercise, Kind};
+use uring_echo_tools::grader::{self, Verdict};
+use uring_echo_tools::lessons::lesson;
+use uring_echo_tools::process::binary_path;
 
 fn read(path: &str) -> String {
     let full = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
@@ -276,7 +276,7 @@ fn echo_check_runs_an_exercise_and_lists_them() {
 /// that passes, one address where nobody listens.
 #[test]
 fn the_class_grading_script_grades_a_roster() {
-    use uring_echo_book::process::ServerProcess;
+    use uring_echo_tools::process::ServerProcess;
     let server =
         ServerProcess::start(binary_path("02_threads"), &["--addr", "127.0.0.1:0"]).unwrap();
     let dir = std::env::temp_dir().join(format!("grade-class-{}", std::process::id()));

@@ -37,10 +37,10 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::libc;
-use uring_echo_book::client::{self, EchoError};
-use uring_echo_book::lessons::{self, Lesson};
-use uring_echo_book::pattern;
-use uring_echo_book::process::{ServerProcess, binary_path};
+use uring_echo_tools::client::{self, EchoError};
+use uring_echo_tools::lessons::{self, Lesson};
+use uring_echo_tools::pattern;
+use uring_echo_tools::process::{ServerProcess, binary_path};
 
 /// The longest any one read, write or wait may take before a test calls the
 /// server stuck. Generous: a debug build on two busy cores answers in

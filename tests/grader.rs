@@ -7,8 +7,8 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::Command;
 use std::thread;
 
-use uring_echo_book::grader::{self, CHECKS, Check, Verdict};
-use uring_echo_book::process::{ServerProcess, binary_path};
+use uring_echo_tools::grader::{self, CHECKS, Check, Verdict};
+use uring_echo_tools::process::{ServerProcess, binary_path};
 
 fn all_checks() -> Vec<&'static Check> {
     CHECKS.iter().collect()
@@ -18,7 +18,7 @@ fn all_checks() -> Vec<&'static Check> {
 fn every_lesson_passes_every_check_its_design_allows_and_fails_the_others() {
     uring_echo_book::limits::raise_open_file_limit_or_warn();
     // All lessons at once: a slow expected failure of one does not hold up the rest.
-    let graders: Vec<_> = uring_echo_book::lessons::runnable()
+    let graders: Vec<_> = uring_echo_tools::lessons::runnable()
         .into_iter()
         .map(|lesson| {
             thread::spawn(move || {
@@ -76,7 +76,7 @@ fn every_peer_passes_every_check() {
     // A benchmark against a peer that fails a check would compare a correct
     // server with a broken one.
     uring_echo_book::limits::raise_open_file_limit_or_warn();
-    for peer in uring_echo_book::PEERS {
+    for peer in uring_echo_tools::PEERS {
         let server = ServerProcess::start(binary_path(peer.name), &["--addr", "127.0.0.1:0"])
             .unwrap_or_else(|e| panic!("{} did not start: {e}", peer.name));
         let report = grader::grade(server.addr(), peer.name, &all_checks(), None, |_| {});
@@ -92,7 +92,7 @@ fn tail(text: &str) -> String {
 
 #[test]
 fn the_expectations_table_names_only_real_checks() {
-    for lesson in uring_echo_book::lessons::runnable() {
+    for lesson in uring_echo_tools::lessons::runnable() {
         for e in lesson.expected_failures {
             assert!(
                 grader::check(e.check).is_some(),

@@ -9,8 +9,8 @@
 
 use std::path::Path;
 
-use uring_echo_book::ladder::{LadderData, SCHEMA_VERSION};
-use uring_echo_book::{LESSONS, PEERS};
+use uring_echo_tools::ladder::{LadderData, SCHEMA_VERSION};
+use uring_echo_tools::{LESSONS, PEERS};
 
 fn committed() -> LadderData {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("chapters/data/ladder.json");

@@ -11,8 +11,8 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::Command;
 use std::time::Duration;
 
-use uring_echo_book::client::{self, EchoError};
-use uring_echo_book::process::{ServerProcess, binary_path};
+use uring_echo_tools::client::{self, EchoError};
+use uring_echo_tools::process::{ServerProcess, binary_path};
 
 /// Generous: a debug build on two busy cores, beside other tests.
 const LIMIT: Duration = Duration::from_secs(30);
@@ -28,7 +28,7 @@ fn start(name: &str, extra: &[&str]) -> ServerProcess {
 /// lesson that failed, with its stderr, not just the first.
 fn for_every_lesson(check: impl Fn(&ServerProcess) -> Result<(), String>) {
     let mut failures = Vec::new();
-    for lesson in uring_echo_book::lessons::runnable() {
+    for lesson in uring_echo_tools::lessons::runnable() {
         let server = start(lesson.name, &[]);
         if let Err(why) = check(&server) {
             failures.push(format!(
@@ -90,7 +90,7 @@ fn a_peer_that_resets_ends_only_its_own_session() {
         // ECONNRESET in read or EPIPE in write.
         let victim = client::connect(server.addr(), LIMIT).map_err(|e| e.to_string())?;
         let mut writer = victim.try_clone().map_err(|e| e.to_string())?;
-        let payload = uring_echo_book::pattern::bytes(4, 0, 256 * 1024);
+        let payload = uring_echo_tools::pattern::bytes(4, 0, 256 * 1024);
         let _ = std::io::Write::write_all(&mut writer, &payload);
         client::reset(victim).map_err(|e| e.to_string())?;
         drop(writer);
@@ -105,7 +105,7 @@ fn a_peer_that_resets_ends_only_its_own_session() {
 fn a_port_in_use_is_a_clear_error_not_a_panic() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    for lesson in uring_echo_book::lessons::runnable() {
+    for lesson in uring_echo_tools::lessons::runnable() {
         let out = Command::new(binary_path(lesson.name))
             .args(["--addr", &addr])
             .output()
@@ -138,7 +138,7 @@ fn serves_ipv6_when_the_machine_has_it() {
         eprintln!("skipped: this machine has no IPv6 loopback ([::1])");
         return;
     }
-    for lesson in uring_echo_book::lessons::runnable() {
+    for lesson in uring_echo_tools::lessons::runnable() {
         let server = ServerProcess::start(binary_path(lesson.name), &["--addr", "[::1]:0"])
             .unwrap_or_else(|e| panic!("{}: {e}", lesson.name));
         assert!(
@@ -182,7 +182,7 @@ fn sigint_closes_connections_exits_zero_and_frees_the_port() {
 #[cfg(target_os = "linux")]
 #[test]
 fn after_sigint_the_exit_status_is_zero_and_the_port_is_free() {
-    for lesson in uring_echo_book::lessons::runnable() {
+    for lesson in uring_echo_tools::lessons::runnable() {
         let mut server = start(lesson.name, &[]);
         let addr: SocketAddr = server.addr();
         let mut stream = client::connect(addr, LIMIT).unwrap();

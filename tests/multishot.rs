@@ -11,10 +11,10 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::Duration;
 
-use uring_echo_book::client::{self, NonReader};
-use uring_echo_book::grader::{self, CHECKS};
-use uring_echo_book::lessons::lesson;
-use uring_echo_book::process::{ServerProcess, binary_path, stat};
+use uring_echo_tools::client::{self, NonReader};
+use uring_echo_tools::grader::{self, CHECKS};
+use uring_echo_tools::lessons::lesson;
+use uring_echo_tools::process::{ServerProcess, binary_path, stat};
 
 const LIMIT: Duration = Duration::from_secs(30);
 const NAME: &str = "05_uring_multishot";

@@ -17,10 +17,10 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use uring_echo_book::client::{self, EchoError};
-use uring_echo_book::lessons::lesson;
-use uring_echo_book::pattern;
-use uring_echo_book::process::{ServerProcess, binary_path, stat};
+use uring_echo_tools::client::{self, EchoError};
+use uring_echo_tools::lessons::lesson;
+use uring_echo_tools::pattern;
+use uring_echo_tools::process::{ServerProcess, binary_path, stat};
 
 const LIMIT: Duration = Duration::from_secs(30);
 

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use nix::libc;
-use uring_echo_book::client;
-use uring_echo_book::lessons::{LESSONS, lesson};
-use uring_echo_book::process::{
+use uring_echo_tools::client;
+use uring_echo_tools::lessons::{LESSONS, lesson};
+use uring_echo_tools::process::{
     EnterCall, EnterFaults, EnterVerdict, ServerProcess, binary_path, deny_io_uring, stat,
 };
 

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::listen::parse_announcement;
+use uring_echo_book::listen::parse_announcement;
 
 /// How long a server may take to print its address. Generous: a debug build
 /// on two busy cores, with the test suite running beside it, can be slow.

@@ -74,9 +74,9 @@
 //!
 //! ```no_run
 //! # #[cfg(target_os = "linux")]
-//! # fn main() -> Result<(), uring_echo_book::loadgen::LoadError> {
+//! # fn main() -> Result<(), uring_echo_tools::loadgen::LoadError> {
 //! use std::time::Duration;
-//! use uring_echo_book::loadgen::{self, Config};
+//! use uring_echo_tools::loadgen::{self, Config};
 //!
 //! let config = Config {
 //!     connections: 8,

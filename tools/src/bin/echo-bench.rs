@@ -9,7 +9,7 @@
 //!
 //! The flags are rust_echo_bench's, so the classic tables can be repeated as
 //! written; the default duration is 10 s instead of its 60. One thread drives
-//! every connection through epoll (see `uring_echo_book::loadgen`, which also
+//! every connection through epoll (see `uring_echo_tools::loadgen`, which also
 //! documents the output). Exit status: 0 when the run finished and every
 //! byte was right, 1 when a check failed or the run broke off, 2 on bad
 //! usage or an address that does not answer.
@@ -23,8 +23,8 @@ use std::time::Duration;
 use clap::Parser;
 use uring_echo_book::cli::{DEFAULT_ADDR, parse_addr};
 #[cfg(target_os = "linux")]
-use uring_echo_book::loadgen;
-use uring_echo_book::loadgen::{DEFAULT_CONNECTIONS, DEFAULT_LENGTH, DEFAULT_PIPELINE};
+use uring_echo_tools::loadgen;
+use uring_echo_tools::loadgen::{DEFAULT_CONNECTIONS, DEFAULT_LENGTH, DEFAULT_PIPELINE};
 
 /// Loads a TCP echo server from many connections on one thread, checks every
 /// byte of every echo, and reports requests/s, bytes/s and latency
@@ -73,7 +73,7 @@ struct Args {
     timeout: Duration,
 
     /// Print one JSON object instead of the table (schema version 1,
-    /// documented in `uring_echo_book::loadgen::report`).
+    /// documented in `uring_echo_tools::loadgen::report`).
     #[arg(long)]
     json: bool,
 }
@@ -178,7 +178,7 @@ mod progress {
     use std::time::Duration;
 
     use indicatif::{ProgressBar, ProgressStyle};
-    use uring_echo_book::loadgen::{Config, Phase, Progress};
+    use uring_echo_tools::loadgen::{Config, Phase, Progress};
 
     /// A bar on a terminal; on a pipe or a log file, where a bar would be a
     /// mess of carriage returns, a plain line when the phase changes and

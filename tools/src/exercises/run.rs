@@ -2,7 +2,7 @@
 //! exercise's checks: the student loop behind `echo-check --exercise`.
 
 use std::env;
-use std::path::Path;
+
 use std::process::Command;
 
 use super::Exercise;
@@ -50,7 +50,7 @@ impl Program {
 pub fn build(example: &str) -> Result<(), String> {
     // `cargo run` tells the program it runs which cargo that was.
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    let manifest = crate::workspace_root().join("Cargo.toml");
     let mut command = Command::new(&cargo);
     command
         .arg("build")

@@ -13,7 +13,7 @@
 //! Cargo builds every binary of the package before running one, so the
 //! servers are always as fresh as the runner.
 //!
-//! What it does, and why, is in `uring_echo_book::ladder`; the file format
+//! What it does, and why, is in `uring_echo_tools::ladder`; the file format
 //! too. In short: per round, every server once per client count, each on a
 //! fresh process pinned to CPU 0 with the load generator on CPU 1; then one
 //! `strace -c -f` run per server for system calls per request, and one run
@@ -108,10 +108,10 @@ mod linux {
 
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
-    use uring_echo_book::ladder::{self, LadderData, Memory, Pinning, Run, Settings, Syscalls};
-    use uring_echo_book::loadgen::{self, Phase};
-    use uring_echo_book::process::{ServerProcess, binary_path};
-    use uring_echo_book::{LESSONS, PEERS};
+    use uring_echo_tools::ladder::{self, LadderData, Memory, Pinning, Run, Settings, Syscalls};
+    use uring_echo_tools::loadgen::{self, Phase};
+    use uring_echo_tools::process::{ServerProcess, binary_path};
+    use uring_echo_tools::{LESSONS, PEERS};
 
     use super::Args;
 

@@ -136,7 +136,7 @@ impl Lesson {
         }
         #[cfg(target_os = "linux")]
         if self.needs_io_uring
-            && let Err(why) = crate::uring::available()
+            && let Err(why) = uring_echo_book::uring::available()
         {
             return Some(format!("{}: {why}", self.name));
         }

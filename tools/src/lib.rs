@@ -1,0 +1,30 @@
+//! The tools of uring-echo-book: everything that grades, loads, measures or
+//! compares the lessons, kept apart from the lessons' own library so that a
+//! lesson builds without any of it.
+//!
+//! - [`lessons`]: the lesson list, with each lesson's expectations table;
+//! - [`grader`]: the checks behind `echo-check`;
+//! - [`loadgen`]: the load generator behind `echo-bench`;
+//! - [`ladder`]: the runner behind `echo-ladder`;
+//! - [`exercises`]: the exercise registry behind `echo-check --exercise`;
+//! - [`client`], [`pattern`], [`process`]: test clients, the byte pattern
+//!   they send and check, and starting a server as a child process.
+
+pub mod client;
+pub mod exercises;
+pub mod grader;
+pub mod ladder;
+pub mod lessons;
+pub mod loadgen;
+pub mod pattern;
+pub mod process;
+
+pub use lessons::{Expected, LESSONS, Lesson, PEERS, Peer};
+
+/// The workspace's root folder, where the lessons' `Cargo.toml`, `chapters/`
+/// and `exercises/` are: the parent of this crate's folder, found at compile
+/// time, so the tools find them from any working directory.
+pub fn workspace_root() -> std::path::PathBuf {
+    let tools = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    tools.parent().unwrap_or(tools).to_path_buf()
+}

@@ -55,7 +55,7 @@ pub fn explain_setup_error(e: &io::Error) -> String {
 /// itself. So `ENOMEM` here is that limit again, not an old kernel: a
 /// limit just big enough for the ring fails one step later, at this call.
 /// (The fault suite found the first version of this line blaming the
-/// kernel version for it; see `tests/faults.rs`, `memlock_edge`.)
+/// kernel version for it; see `tests/privileges.rs`, `memlock_edge`.)
 pub fn explain_buf_ring_error(e: &io::Error) -> String {
     match e.raw_os_error() {
         Some(nix::libc::ENOMEM) => format!(

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use uring_echo_tools::lessons::{Lesson, runnable};
 use uring_echo_tools::loadgen::{self, Config, LoadError, Report};
-use uring_echo_tools::process::{ServerProcess, binary_path};
+use uring_echo_tools::process::{ServerProcess, binary_path, tool_path};
 
 /// Far above anything a healthy server needs, even a debug build on a
 /// loaded machine; a failing test still ends.
@@ -286,7 +286,7 @@ fn a_server_that_stops_answering_fails_the_run_after_the_time_limit() {
 }
 
 fn echo_bench(args: &[&str]) -> Output {
-    Command::new(binary_path("echo-bench"))
+    Command::new(tool_path("echo-bench"))
         .args(args)
         .output()
         .expect("echo-bench starts")

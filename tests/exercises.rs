@@ -4,11 +4,13 @@
 //! fails would send students after a fault that is ours.
 //!
 //! The starters and solutions are Cargo examples, which `cargo test` builds
-//! before it runs this file. Exercises on io_uring lessons are skipped, with
-//! the reason printed, where the kernel or a container forbids io_uring.
+//! before it runs this file; `cargo test --test exercises` builds none, and
+//! the test then says so instead of grading stale programs. Exercises on
+//! io_uring lessons are skipped, with the reason printed, where the kernel
+//! or a container forbids io_uring.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 use std::thread;
@@ -17,7 +19,9 @@ use uring_echo_tools::exercises::run::{self, Program};
 use uring_echo_tools::exercises::{self, Exercise, Kind};
 use uring_echo_tools::grader::{self, Verdict};
 use uring_echo_tools::lessons::lesson;
-use uring_echo_tools::process::binary_path;
+use uring_echo_tools::process::{
+    binary_path, built_after, example_path, library_sources, tool_path,
+};
 
 fn read(path: &str) -> String {
     let full = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
@@ -191,20 +195,39 @@ fn both_ways(exercise: &'static Exercise, program: Program) -> Option<String> {
     }
 }
 
+/// The files `program` of `exercise` is built from: its own source, any file
+/// it takes in with `#[path = "..."] mod ...;` (such as
+/// `exercises/common/buf_ring.rs`), and the lessons' library.
+fn sources(exercise: &Exercise, program: Program) -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let source = root.join(program.source(exercise));
+    let text = fs::read_to_string(&source).unwrap_or_default();
+    let dir = source.parent().unwrap_or(root).to_path_buf();
+    let mut files: Vec<PathBuf> = text
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("#[path = \""))
+        .filter_map(|rest| rest.split('"').next())
+        .map(|path| {
+            // `exercises/solutions/../common/x.rs` as `exercises/common/x.rs`.
+            let mut file = dir.clone();
+            for part in Path::new(path).components() {
+                match part {
+                    Component::ParentDir => {
+                        file.pop();
+                    }
+                    other => file.push(other),
+                }
+            }
+            file
+        })
+        .collect();
+    files.push(source);
+    files.extend(library_sources());
+    files
+}
+
 #[test]
 fn every_solution_passes_and_every_starter_fails() {
-    // `cargo test` builds every example first; `cargo test --test exercises`
-    // builds none, and a stale or missing program would be graded. So make
-    // sure (a no-op when they are up to date).
-    let built = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args(["build", "--quiet", "--examples", "--manifest-path"])
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-        // The profile this test was built with: its programs are graded.
-        .args((!cfg!(debug_assertions)).then_some("--release"))
-        .status()
-        .unwrap();
-    assert!(built.success(), "cargo build --examples failed");
-
     let mut jobs = Vec::new();
     for e in exercises::all().filter(|e| e.has_code()) {
         if let Some(why) = cannot_run(e) {
@@ -214,6 +237,32 @@ fn every_solution_passes_and_every_starter_fails() {
         jobs.push((e, Program::Solution));
         jobs.push((e, Program::Starter));
     }
+    // The programs are Cargo examples. `cargo test` from the root builds
+    // every example before any test runs, but `cargo test --test exercises`
+    // builds none, and grading a stale program would test old code. So each
+    // must exist and be newer than its sources, or the test stops here.
+    let mut stale: Vec<String> = jobs
+        .iter()
+        .filter_map(|&(e, program)| {
+            built_after(&example_path(&program.example(e)), &sources(e, program)).err()
+        })
+        .collect();
+    // Two exercises may share a solution: name it once.
+    stale.sort();
+    stale.dedup();
+    let release = if cfg!(debug_assertions) {
+        ""
+    } else {
+        " --release"
+    };
+    assert!(
+        stale.is_empty(),
+        "exercise programs to build first:\n  {}\nBuild them with `cargo build{release} \
+         --examples`, or run `cargo test{release}` from the repository root, which builds \
+         every example before it runs the tests (`cargo test --test exercises` builds none).",
+        stale.join("\n  ")
+    );
+
     // Several at a time: most of a failing starter's time is a check waiting
     // out its time limit, not work.
     let jobs = Mutex::new(jobs);
@@ -238,12 +287,8 @@ fn every_solution_passes_and_every_starter_fails() {
 
 #[test]
 fn echo_check_runs_an_exercise_and_lists_them() {
-    let echo_check = |args: &[&str]| {
-        Command::new(binary_path("echo-check"))
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let program = tool_path("echo-check");
+    let echo_check = |args: &[&str]| Command::new(&program).args(args).output().unwrap();
 
     let list = echo_check(&["--exercises"]);
     assert!(list.status.success());
@@ -297,7 +342,7 @@ fn the_class_grading_script_grades_a_roster() {
             .arg(&roster)
             .args(["--only", "basic"])
             .env("GRADES_DIR", dir.join("grades"))
-            .env("ECHO_CHECK", binary_path("echo-check"))
+            .env("ECHO_CHECK", tool_path("echo-check"))
             .output()
             .unwrap();
     let text = String::from_utf8_lossy(&output.stdout);

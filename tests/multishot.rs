@@ -9,7 +9,7 @@
 use std::io::Read;
 use std::net::TcpStream;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use uring_echo_tools::client::{self, NonReader};
 use uring_echo_tools::grader::{self, CHECKS};
@@ -247,6 +247,9 @@ fn an_idle_server_with_batched_waits_sleeps() {
     let status = server.wait_timeout(LIMIT).unwrap();
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
     let stderr = server.stderr();
+    // Sleeping, the server makes a handful of enters in its whole life; the
+    // spin made about two million a second. The bound needs no margin for a
+    // slow machine: a slower one makes fewer enters, not more.
     assert!(stat(&stderr, "enters") < 100, "an idle second: {stderr}");
 }
 
@@ -326,19 +329,22 @@ fn clients_beyond_the_cap_wait_and_are_served_as_slots_free() {
         );
         still_waiting.push(c);
     }
-    // Four served clients hang up: four waiting ones are served, each
-    // within a generous limit.
+    // Four served clients hang up: four waiting ones must be served. Which
+    // four is the kernel's business, so look at each in turn, briefly,
+    // until four have been, within the same generous limit as every other
+    // wait: a slot never reused fails, a slow machine does not.
     served.truncate(4);
-    let mut newly = 0;
-    for c in &mut still_waiting {
-        if newly < 4 && echoes_within(c, Duration::from_secs(5)) {
-            newly += 1;
-        }
-        if newly == 4 {
-            break;
+    let deadline = Instant::now() + LIMIT;
+    let mut answered = vec![false; still_waiting.len()];
+    let newly = |answered: &[bool]| answered.iter().filter(|a| **a).count();
+    while newly(&answered) < 4 && Instant::now() < deadline {
+        for (c, done) in still_waiting.iter_mut().zip(&mut answered) {
+            if !*done && echoes_within(c, Duration::from_millis(10)) {
+                *done = true;
+            }
         }
     }
-    assert_eq!(newly, 4, "{}", server.stderr());
+    assert_eq!(newly(&answered), 4, "{}", server.stderr());
     drop(served);
     drop(still_waiting);
     server.interrupt().unwrap();

@@ -8,9 +8,10 @@
 //! block on a full pipe.
 
 use std::env;
+use std::fs;
 use std::io::{self, BufRead, BufReader, Read};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -26,21 +27,132 @@ pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How much of a child's stderr is kept (the most recent bytes).
 const STDERR_KEEP: usize = 64 * 1024;
 
-/// The path of a binary of this package built beside the running executable.
+/// The path of a binary of the workspace built beside the running executable.
 ///
 /// Integration tests and benches run from `target/<profile>/deps/`, tools from
-/// `target/<profile>/`; the package's binaries are in `target/<profile>/`, and
-/// Cargo builds them before it runs a test or a bench.
+/// `target/<profile>/`; every package's binaries are in `target/<profile>/`,
+/// and Cargo builds a package's own before it runs its tests or benches. For
+/// the tools' binaries, which the lessons' tests run too, see [`tool_path`].
 pub fn binary_path(name: &str) -> PathBuf {
     profile_dir().join(format!("{name}{}", env::consts::EXE_SUFFIX))
 }
 
 /// The path of an example of this package (`target/<profile>/examples/NAME`).
-/// `cargo test` builds every example before it runs the tests.
+/// `cargo test` builds every example before it runs the tests, `cargo test
+/// --test NAME` none (see [`built_after`]).
 pub fn example_path(name: &str) -> PathBuf {
     profile_dir()
         .join("examples")
         .join(format!("{name}{}", env::consts::EXE_SUFFIX))
+}
+
+/// The path of one of the tools' own binaries (`echo-check`, `echo-bench`,
+/// `peer-tokio`), for the lessons' tests, which run them: checked to be
+/// built, and built after its sources last changed.
+///
+/// Cargo builds a package's binaries before that package's tests run, so
+/// the lessons' tests always meet fresh lessons. The tools are another
+/// package: `cargo test -p uring-echo-book` (or `cargo test --test NAME`)
+/// builds the tools' library for the tests, but not their binaries, and a
+/// test would then run whatever an earlier build left, or nothing. `cargo
+/// test` from the repository root builds both packages' binaries first.
+///
+/// # Panics
+///
+/// When the binary is missing or older than one of its sources, with the
+/// command that builds it.
+pub fn tool_path(name: &str) -> PathBuf {
+    let path = binary_path(name);
+    if let Err(why) = built_after(&path, &tool_sources(name)) {
+        let release = if cfg!(debug_assertions) {
+            ""
+        } else {
+            " --release"
+        };
+        panic!(
+            "{why}: a test would run a stale or missing tool. Build the tools' binaries \
+             first: `cargo build{release} -p uring-echo-tools --bins`, or run `cargo \
+             test{release}` from the repository root, which builds every binary before \
+             any test (`cargo test -p uring-echo-book` and `cargo test --test NAME` build \
+             the lessons, not the tools)"
+        );
+    }
+    path
+}
+
+/// The sources a binary of the tools is built from: the tools' library
+/// (`tools/src/`, less the other binaries in `tools/src/bin/`), the
+/// binary's own file or folder there, and the lessons' library, which the
+/// tools use (`src/`, less the lessons in `src/bin/`). Only files that Cargo
+/// rebuilds the binary for, so that a fresh build always passes
+/// [`built_after`].
+fn tool_sources(name: &str) -> Vec<PathBuf> {
+    let root = crate::workspace_root();
+    let bins = root.join("tools/src/bin");
+    let mut sources = rust_sources(&root.join("tools/src"), Some(&bins));
+    sources.extend(rust_sources(&bins.join(format!("{name}.rs")), None));
+    sources.extend(rust_sources(&bins.join(name), None));
+    sources.extend(library_sources());
+    sources
+}
+
+/// The lessons' library: every Rust file under `src/` except the lessons
+/// themselves (`src/bin/`). Every binary and example of the workspace is
+/// built with it, so each is rebuilt when one of these files changes.
+pub fn library_sources() -> Vec<PathBuf> {
+    let root = crate::workspace_root();
+    rust_sources(&root.join("src"), Some(&root.join("src/bin")))
+}
+
+/// Every `.rs` file at `path` (a file or a folder, searched all the way
+/// down), except those under `except`. Nothing when `path` does not exist.
+pub fn rust_sources(path: &Path, except: Option<&Path>) -> Vec<PathBuf> {
+    if except.is_some_and(|e| path.starts_with(e)) {
+        return Vec::new();
+    }
+    if path.is_file() {
+        return if path.extension().is_some_and(|x| x == "rs") {
+            vec![path.to_path_buf()]
+        } else {
+            Vec::new()
+        };
+    }
+    let Ok(entries) = fs::read_dir(path) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        found.extend(rust_sources(&entry.path(), except));
+    }
+    found.sort();
+    found
+}
+
+/// Whether `binary` exists and was built after every file in `sources` last
+/// changed: Cargo's own rule for rebuilding, by modification time. `Err`
+/// says which is missing or newer, with paths from the repository's root.
+pub fn built_after(binary: &Path, sources: &[PathBuf]) -> Result<(), String> {
+    let root = crate::workspace_root();
+    let show = |p: &Path| p.strip_prefix(&root).unwrap_or(p).display().to_string();
+    let built = fs::metadata(binary)
+        .and_then(|m| m.modified())
+        .map_err(|e| format!("{} is not built ({e})", show(binary)))?;
+    let newest = sources
+        .iter()
+        .filter_map(|p| Some((fs::metadata(p).ok()?.modified().ok()?, p)))
+        .max_by_key(|(changed, _)| *changed);
+    if let Some((changed, source)) = newest
+        && let Ok(later) = changed.duration_since(built)
+        && !later.is_zero()
+    {
+        return Err(format!(
+            "{} is older than {}, which changed {:.1} s after it was built",
+            show(binary),
+            show(source),
+            later.as_secs_f64()
+        ));
+    }
+    Ok(())
 }
 
 /// `target/<profile>/`, found from the running executable.

@@ -119,7 +119,7 @@ enum Next {
 /// scratch buffer. Without a limit, a turn lasts as long as reads come back
 /// full, which is as long as the peer keeps sending faster than we echo,
 /// and meanwhile every other client, and SIGINT, waits. The fault suite
-/// (`tests/faults.rs`) found this: 128 clients streaming flat out on a
+/// (now `tests/signals.rs`) found this: 128 clients streaming flat out on a
 /// busy machine kept the server from its signal for 13 seconds.
 const READS_PER_TURN: u32 = 4;
 

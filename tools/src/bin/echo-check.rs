@@ -18,10 +18,10 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
 use uring_echo_book::cli::parse_addr;
+use uring_echo_book::limits::raise_open_file_limit_or_warn;
 use uring_echo_tools::exercises;
 use uring_echo_tools::grader::{self, CHECKS, Check, EXERCISE_CHECKS, report};
 use uring_echo_tools::lessons::{LESSONS, lesson};
-use uring_echo_book::limits::raise_open_file_limit_or_warn;
 
 /// Grades TCP echo servers: every reply is checked byte for byte.
 #[derive(Parser)]

@@ -25,6 +25,11 @@ use std::{io, ptr::NonNull, sync::atomic::AtomicU16, sync::atomic::Ordering, tim
 #[cfg(target_os = "linux")]
 use io_uring::{IoUring, squeue};
 
+/// Lesson 05's probe for multishot receive, the very file the lesson uses.
+#[cfg(target_os = "linux")]
+#[path = "../../src/bin/05_uring_multishot/probe.rs"]
+mod probe;
+
 /// Sets up what the server needs, or says in one line why it cannot: the
 /// open-file limit raised, SIGINT/SIGTERM ending the process (the kernel
 /// then tears the ring down), an io_uring of `entries` submission entries
@@ -44,9 +49,9 @@ pub fn setup(
     signals::exit_on_signal().map_err(|e| format!("cannot handle SIGINT/SIGTERM: {e}"))?;
     let mut ring = uring::build(&IoUring::builder(), entries)?;
     // The opcode probe cannot tell a multishot receive from a plain one (they
-    // share an opcode), so this tries one. A kernel that has it (6.0) has
-    // multishot accept and buffer rings (5.19) too.
-    uring::check_multishot_recv(&mut ring)?;
+    // share an opcode), so this tries one, with lesson 05's own probe. A
+    // kernel that has it (6.0) has multishot accept and buffer rings (5.19) too.
+    probe::check_multishot_recv(&mut ring)?;
     let buffers = BufRing::new(count, size)?;
     buffers.register(&ring, group)?;
     let listener = uring_echo_book::listen::bind_or_explain(addr)?;

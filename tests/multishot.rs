@@ -60,6 +60,18 @@ fn default_pool_passes_every_check_without_allocating() {
     assert_eq!(stat(&stderr, "allocations_after_startup"), 0, "{stderr}");
     assert_eq!(stat(&stderr, "cq_dropped"), 0, "{stderr}");
     assert_eq!(stat(&stderr, "cq_overflowed"), 0, "{stderr}");
+    // `--batch auto`: the grader's 200 concurrent clients (and its 2,000
+    // idle ones) are more than 16 busy connections, so it waited for
+    // batches, and every check passed all the same.
+    if stderr.contains("batching needs Linux 6.12") {
+        eprintln!("no batching to check: this kernel has no min-wait");
+        assert_eq!(stat(&stderr, "batched_enters"), 0, "{stderr}");
+    } else {
+        assert!(
+            stat(&stderr, "batched_enters") > 0,
+            "it never batched: {stderr}"
+        );
+    }
 }
 
 #[test]
@@ -225,7 +237,7 @@ fn batched_waits_pass_every_check() {
     };
     let stderr = grade_and_stop(server, "05 --batch 32", &[]);
     assert!(
-        stderr.contains("waits for 32 completion(s) or 20 µs"),
+        stderr.contains("waits for 32 completions or 20 µs"),
         "{stderr}"
     );
     assert!(stat(&stderr, "enters") > 0, "{stderr}");
@@ -307,17 +319,33 @@ fn clients_beyond_the_cap_wait_and_are_served_as_slots_free() {
     for c in &mut clients {
         c.write_all(b"x").unwrap();
     }
-    // The first 8 are served; give each of them a generous time.
-    let mut served = Vec::new();
-    let mut waiting = Vec::new();
-    for (i, mut c) in clients.into_iter().enumerate() {
-        if served.len() < 8 && echoes_within(&mut c, LIMIT) {
+    // Eight are served (which eight is the kernel's business: look at each
+    // in turn, briefly, until eight have answered or the generous limit
+    // has passed).
+    let deadline = Instant::now() + LIMIT;
+    let mut answered = vec![false; clients.len()];
+    let count = |answered: &[bool]| answered.iter().filter(|a| **a).count();
+    while count(&answered) < 8 && Instant::now() < deadline {
+        for (c, done) in clients.iter_mut().zip(&mut answered) {
+            if !*done && echoes_within(c, Duration::from_millis(10)) {
+                *done = true;
+            }
+        }
+    }
+    assert_eq!(
+        count(&answered),
+        8,
+        "clients served under a cap of 8\n{}",
+        server.stderr()
+    );
+    let (mut served, mut waiting) = (Vec::new(), Vec::new());
+    for (i, (c, done)) in clients.into_iter().zip(answered).enumerate() {
+        if done {
             served.push(c);
         } else {
             waiting.push((i, c));
         }
     }
-    assert_eq!(served.len(), 8, "{}", server.stderr());
     // The other 32 are not served now (a short look is enough: the point
     // is that they are not, and the next step checks they were not closed).
     let mut still_waiting = Vec::new();

@@ -107,6 +107,9 @@ pub(crate) struct Conn {
     /// It belongs to the slot, not to one connection: a slot closed while it
     /// waits keeps its place, and the wake-up finds nothing to do.
     pub(crate) waiting: bool,
+    /// The last window of `--batch auto` in which this connection was
+    /// counted as busy (see `batch.rs`).
+    pub(crate) window: u32,
 }
 
 impl Conn {
@@ -125,6 +128,7 @@ impl Conn {
             peer_done: false,
             failed: false,
             waiting: false,
+            window: 0,
         }
     }
 }

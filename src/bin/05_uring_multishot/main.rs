@@ -83,6 +83,9 @@ mod probe;
 // the best task-run mode this kernel has;
 #[cfg(target_os = "linux")]
 mod taskrun;
+// how many completions each enter waits for (`--batch`; no system call of
+// its own, so it is not gated);
+mod batch;
 // signals, and a shutdown that waits for the kernel;
 #[cfg(target_os = "linux")]
 mod shutdown;
@@ -150,16 +153,18 @@ struct Args {
     #[arg(long, value_name = "BYTES")]
     sndbuf: Option<usize>,
 
-    /// Completions each io_uring_enter waits for. 1 returns as soon as
-    /// there is anything to do: the lowest latency. More make fewer system
-    /// calls under heavy load, at a cost in latency and, with few busy
-    /// clients, in throughput (the chapter measures both). Above 1 it needs
-    /// Linux 6.12: past --batch-wait-usec the wait returns with what has come.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
-    batch: u32,
+    /// Completions each io_uring_enter waits for: `auto`, or a number. 1
+    /// returns as soon as there is anything to do: the lowest latency. More
+    /// make fewer system calls under heavy load, at a cost in latency and,
+    /// with few busy clients, in throughput (the chapter measures both).
+    /// `auto` waits for more only while 16 or more connections are busy.
+    /// Above 1 it needs Linux 6.12: past --batch-wait-usec after the first
+    /// completion, the wait returns with what has come.
+    #[arg(long, default_value = "auto", value_parser = batch::parse_batch)]
+    batch: batch::BatchChoice,
 
-    /// With --batch above 1: the longest an enter waits for the whole batch
-    /// before it settles for what has come, in microseconds.
+    /// When waiting for a batch: the longest an enter waits for the whole
+    /// batch after the first completion, in microseconds.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     batch_wait_usec: u32,
 }
@@ -262,17 +267,20 @@ impl Server {
     /// How many completions to wait for is a trade. One is the default:
     /// we return as soon as there is work, so no reply waits on others. But
     /// a server faster than its clients then finds one or two completions
-    /// per enter, and makes an enter for every other echo. With `--batch N`
-    /// the kernel waits for N completions, or for `--batch-wait-usec`,
-    /// after which it returns with whatever has come. If nothing at all has
+    /// per enter, and makes an enter for every other echo. When `batching`
+    /// (`batch.rs`) says so, the kernel waits for N completions, or for
+    /// `--batch-wait-usec` after the first, and returns with whatever has
+    /// come. If nothing at all has
     /// come by then, it returns anyway, with ETIME: so after such a wait we
     /// wait plainly for one completion, or an idle server would wake every
     /// few microseconds for nothing.
     fn enter(&mut self) -> io::Result<()> {
-        let waited = if self.batch_size > 1 && !self.idle {
+        let want = self.batching.want();
+        let waited = if want > 1 && !self.idle {
+            self.stats.batched_enters += 1;
             self.ring
                 .submitter()
-                .submit_with_args(self.batch_size, &self.batch_wait)
+                .submit_with_args(want, &self.batch_wait)
         } else {
             self.ring.submit_and_wait(1)
         };

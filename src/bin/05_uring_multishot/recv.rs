@@ -120,6 +120,7 @@ impl Server {
             }
         } else if let Some(bid) = bid {
             self.stats.recv_completions += 1;
+            self.batching.saw_receive(&mut self.conns[index].window);
             self.queue_for_sending(index, bid, res as u32)?;
         } else {
             self.conns[index].failed = true; // cannot happen with a buffer-select receive

@@ -13,6 +13,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use uring_echo_book::uring::{self, Needed};
 
+use crate::batch::{BatchChoice, Batching};
 use crate::conn::{Conn, RecvMode, Shot};
 use crate::pool::Pool;
 use crate::probe;
@@ -48,9 +49,9 @@ pub(crate) struct Server {
     pub(crate) timeout_armed: bool,
     /// Requests whose last completion has not arrived yet.
     pub(crate) in_flight: usize,
-    /// Completions each enter waits for (`--batch`), and how long it waits
-    /// for all of them before it takes what has come.
-    pub(crate) batch_size: usize,
+    /// How many completions each enter waits for (`--batch`), and how long
+    /// it waits for all of them, after the first, before it takes what has come.
+    pub(crate) batching: Batching,
     pub(crate) batch_wait: types::SubmitArgs<'static, 'static>,
     /// The last batch wait ran out with nothing to show: wait plainly next.
     pub(crate) idle: bool,
@@ -90,11 +91,12 @@ fn setup_ring(args: &Args) -> Result<(IoUring, &'static str, u32), String> {
     // Waiting for a batch with a time limit on the batch, but not on
     // the wait itself, is the "min-wait" of Linux 6.12, which the ring
     // reports as a feature flag.
-    if args.batch > 1 && !ring.params().is_feature_min_timeout() {
+    if let BatchChoice::Fixed(n @ 2..) = args.batch
+        && !ring.params().is_feature_min_timeout()
+    {
         return Err(format!(
-            "--batch {} needs Linux 6.12 (IORING_FEAT_MIN_TIMEOUT), which this kernel \
-             lacks; leave --batch at 1",
-            args.batch
+            "--batch {n} needs Linux 6.12 (IORING_FEAT_MIN_TIMEOUT), which this kernel \
+             lacks; leave --batch at auto or 1"
         ));
     }
     Ok((ring, taskrun, cq_entries))
@@ -254,6 +256,7 @@ impl Server {
         let max_conns = args.max_conns as usize;
         let mut free = Vec::with_capacity(max_conns);
         free.extend((0..max_conns as u32).rev());
+        let ring_has_min_wait = ring.params().is_feature_min_timeout();
         let mut server = Server {
             ring,
             pool,
@@ -270,7 +273,7 @@ impl Server {
             accept_multishot: false,
             timeout_armed: false,
             in_flight: 0,
-            batch_size: args.batch as usize,
+            batching: Batching::new(args.batch, ring_has_min_wait),
             batch_wait: types::SubmitArgs::new().min_wait_usec(args.batch_wait_usec),
             idle: false,
             retries: 0,
@@ -303,15 +306,10 @@ impl Server {
         eprintln!(
             "io_uring: taskrun {taskrun}, {open} buffers of {} bytes and a reserve of {reserve}, \
              at most {max_per_conn} per connection, {} receives ({why}), {cq_entries} completion \
-             entries, waits for {} completion(s){}",
+             entries, {}",
             args.buffer_size,
             self.recv_mode.name(),
-            args.batch,
-            if args.batch > 1 {
-                format!(" or {} µs", args.batch_wait_usec)
-            } else {
-                String::new()
-            }
+            self.batching.describe(args.batch_wait_usec),
         );
     }
 }

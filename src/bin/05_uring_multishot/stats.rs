@@ -8,7 +8,9 @@
 pub(crate) struct Stats {
     pub(crate) taskrun: &'static str,
     pub(crate) enters: u64,
-    /// Batch waits (--batch) whose time limit ran out before anything came.
+    /// Enters that waited for more than one completion (`--batch`).
+    pub(crate) batched_enters: u64,
+    /// Batch waits whose time limit ran out before anything came.
     pub(crate) batch_timeouts: u64,
     pub(crate) completions: u64,
     pub(crate) accepted: u64,
@@ -39,12 +41,13 @@ impl std::fmt::Display for Stats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "stats: taskrun {} enters {} batch_timeouts {} completions {} accepted {} refused {} closed {} \
+            "stats: taskrun {} enters {} batched_enters {} batch_timeouts {} completions {} accepted {} refused {} closed {} \
              recv_completions {} rearms {} enobufs {} reserve_recvs {} waits {} backpressure_pauses {} \
              max_held {} sends {} short_sends {} conn_errors {} accept_pauses {} stale {} \
              cq_overflowed {} cq_dropped {} allocations_after_startup {}",
             self.taskrun,
             self.enters,
+            self.batched_enters,
             self.batch_timeouts,
             self.completions,
             self.accepted,

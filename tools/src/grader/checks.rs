@@ -7,6 +7,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -306,7 +307,23 @@ fn reset(addr: SocketAddr) -> Result<String, String> {
 /// a server that reads on without limit (the client stops at 256 MiB).
 const STALLED_BOUND: u64 = 64 << 20;
 
+/// The checks that fill the kernel's socket buffers with clients that do
+/// not read (`stalled`, `stalled_many`: hundreds of MiB between them) run
+/// one at a time in a process, even when several servers are graded at
+/// once, as the test suite does. Socket memory is the whole machine's
+/// (`net.ipv4.tcp_mem`): past its pressure mark the kernel slows every
+/// socket, and other checks, of other servers, would fail for no fault of
+/// theirs.
+static SOCKET_MEMORY: Mutex<()> = Mutex::new(());
+
+/// Takes [`SOCKET_MEMORY`] (a check that panicked while holding it leaves
+/// nothing to protect, so a poisoned lock is taken all the same).
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    SOCKET_MEMORY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn stalled(addr: SocketAddr) -> Result<String, String> {
+    let _one_at_a_time = one_at_a_time();
     // The stalled client sends until its writes stop making progress for
     // half a second (every buffer between it and the server is full), or
     // 256 MiB at most.
@@ -389,6 +406,7 @@ pub fn stalled_many_with(
     peers: usize,
     bytes_each: u64,
 ) -> Result<String, String> {
+    let _one_at_a_time = one_at_a_time();
     // Every peer connects first; then they all send at once, each until
     // its writes stop making progress for half a second or its bytes are
     // all sent.

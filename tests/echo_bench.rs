@@ -1,8 +1,10 @@
 //! The load generator held to its promises: against every lesson that can
 //! serve many clients it makes load and measures it, without a single error;
 //! against a server that corrupts, drops or withholds bytes it fails with an
-//! error that says where, instead of a number; and `echo-bench` prints the
-//! documented JSON and exits with the documented status.
+//! error that says where, instead of a number; an open loop (`rate`) meets a
+//! modest rate with the latencies of a ping-pong and reports an impossible
+//! one as not kept up; and `echo-bench` prints the documented JSON and exits
+//! with the documented status.
 //!
 //! Every run here is short (half a second or less), and the time limits are
 //! generous, because these are debug builds on two busy cores: the tests
@@ -16,7 +18,7 @@ use std::process::{Command, Output};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use uring_echo_tools::lessons::{Lesson, runnable};
+use uring_echo_tools::lessons::{Lesson, lesson, runnable};
 use uring_echo_tools::loadgen::{self, Config, LoadError, Report};
 use uring_echo_tools::process::{ServerProcess, binary_path, tool_path};
 
@@ -348,6 +350,99 @@ fn echo_bench_json_has_the_documented_fields_and_exits_0() {
     }
     assert!(latency["p50"].as_f64() <= latency["max"].as_f64());
     assert!(v["client_cpu"]["busy"].is_number(), "{v}");
+    assert!(v["rate"].is_null(), "a closed loop has no rate: {v}");
+    assert!(
+        v["responses_in_run"].as_u64() >= v["responses"].as_u64(),
+        "the whole run has at least the window's echoes: {v}"
+    );
+}
+
+/// Lesson 03, the open-loop tests' server: any lesson that serves many
+/// clients would do; 03 runs on every Linux machine.
+fn epoll_lesson() -> Option<&'static Lesson> {
+    let epoll = lesson("03_epoll").expect("03_epoll is on the lesson list");
+    match epoll.why_not_here() {
+        None => Some(epoll),
+        Some(why) => {
+            eprintln!("skipped: {why}");
+            None
+        }
+    }
+}
+
+#[test]
+fn an_open_loop_at_a_modest_rate_keeps_up_with_ping_pong_latencies() {
+    let Some(epoll) = epoll_lesson() else { return };
+    let server = start(epoll);
+    // The ping-pong first, on the same server: what it can do, and its
+    // round-trip times.
+    let closed = loadgen::run(&config(server.addr()), |_| {}).expect("a ping-pong run");
+    // A fifth of that rate: modest on any machine, debug build or not.
+    let offered = (closed.responses_per_sec / 5.0).max(100.0);
+    let open_config = Config {
+        rate: Some(offered),
+        warmup: Duration::from_millis(200),
+        duration: Duration::from_secs(1),
+        ..config(server.addr())
+    };
+    let open = loadgen::run(&open_config, |_| {}).expect("an open-loop run");
+    let stderr = server.stderr();
+    check_report("03_epoll, open loop", &open_config, &open).unwrap();
+    let rate = open.rate.expect("an open-loop report has a rate");
+    assert!(
+        rate.kept_up && rate.achieved_share > 0.95 && rate.achieved_share < 1.05,
+        "{offered:.0}/s offered, {rate:?}\n{stderr}"
+    );
+    assert!(
+        rate.behind_at_end <= open.connections as u64,
+        "a server that keeps up leaves at most one send per connection behind: {rate:?}"
+    );
+    // Latency counts from each message's due time, so a client that sent
+    // late (a coarse timer, say) would show here. The open loop's server
+    // is mostly idle, so it may wake more slowly than a busy one answers;
+    // "close" allows for that, not for a millisecond of lateness.
+    let (pp, ol) = (closed.latency_us.p50, open.latency_us.p50);
+    eprintln!("ping-pong p50 {pp:.0} µs; open loop at {offered:.0}/s p50 {ol:.0} µs");
+    assert!(
+        ol <= (3.0 * pp).max(pp + 500.0),
+        "open loop p50 {ol:.0} µs against ping-pong p50 {pp:.0} µs"
+    );
+}
+
+#[test]
+fn an_impossible_rate_is_reported_as_not_kept_up() {
+    let Some(epoll) = epoll_lesson() else { return };
+    let server = start(epoll);
+    let addr = server.addr().to_string();
+    // A billion requests a second: no server on any machine.
+    let out = echo_bench(&[
+        "-a", &addr, "-c", "4", "-d", "0.5", "--rate", "1e9", "--json",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "a slow server is a number: {stderr}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let rate = &v["rate"];
+    assert_eq!(rate["kept_up"], false, "{v}");
+    assert_eq!(rate["offered_per_sec"], 1e9, "{v}");
+    assert!(rate["achieved_share"].as_f64() < Some(0.95), "{v}");
+    assert!(rate["behind_at_end"].as_u64() > Some(1000), "{v}");
+    assert!(
+        stderr.lines().any(|l| l.contains("NOT KEPT UP")),
+        "a clear line on stderr: {stderr}"
+    );
+    // The table says it too.
+    let out = echo_bench(&["-a", &addr, "-c", "4", "-d", "0.3", "--rate", "1e9"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.trim_start().starts_with("rate") && l.contains("NOT KEPT UP")),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -405,6 +500,8 @@ fn echo_bench_exits_2_on_bad_usage() {
         &["-l", "many"],
         &["-d", "0"],
         &["--pipeline", "0"],
+        &["--rate", "0"],
+        &["--rate", "-5"],
         &["--pin", "100000"],
         &["-a", "not an address"],
     ] {

@@ -1,23 +1,42 @@
 //! The committed ladder data, `chapters/data/ladder.json`, is what the
-//! results chapter quotes. These checks keep it honest as the code moves on:
-//! it must parse with the runner's own types (a renamed field breaks here,
-//! not in a reader's chart), carry the current schema version, and say
-//! something about every lesson and every peer, measured or skipped with a
-//! reason. A lesson added to `LESSONS` without a new run fails here, which
-//! is the reminder to run `cargo run --release --bin echo-ladder -- --out
-//! chapters/data` again.
+//! results chapter quotes, and its tables are made from it. These checks
+//! keep both honest as the code moves on: the data must parse with the
+//! runner's own types (a renamed field breaks here, not in a reader's
+//! chart), carry the current schema version, have every load shape, say
+//! something about every lesson and every peer (measured, or skipped with a
+//! reason), count system calls untraced and kernel memory per connection
+//! (or say why not); and the Markdown tables under `chapters/data/tables/`
+//! must be exactly what the data renders to. A lesson or peer added without
+//! a new run fails here, which is the reminder to run `cargo run --release
+//! --bin echo-ladder -- --out chapters/data` again; a table edited by hand,
+//! or a renderer changed without `--redraw`, fails too.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
-use uring_echo_tools::ladder::{LadderData, SCHEMA_VERSION};
+use uring_echo_tools::ladder::shapes::{DEFAULT_SHAPES, ShapeKind};
+use uring_echo_tools::ladder::{LadderData, SCHEMA_VERSION, tables};
 use uring_echo_tools::{LESSONS, PEERS};
 
+fn data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("chapters/data")
+}
+
 fn committed() -> LadderData {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("chapters/data/ladder.json");
+    let path = data_dir().join("ladder.json");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     serde_json::from_str(&text)
         .unwrap_or_else(|e| panic!("{} does not parse as ladder data: {e}", path.display()))
+}
+
+/// The names of the servers that were measured.
+fn measured(data: &LadderData) -> Vec<&str> {
+    data.servers
+        .iter()
+        .filter(|s| s.skipped.is_none())
+        .map(|s| s.name.as_str())
+        .collect()
 }
 
 #[test]
@@ -45,6 +64,7 @@ fn every_lesson_and_peer_is_measured_or_skipped_with_a_reason() {
             .iter()
             .find(|s| s.name == name)
             .unwrap_or_else(|| panic!("{name} is missing from ladder.json: run echo-ladder again"));
+        assert!(!entry.command.is_empty(), "{name}: the command it ran with");
         match &entry.skipped {
             Some(why) => assert!(!why.trim().is_empty(), "{name} is skipped without a reason"),
             None => {
@@ -56,7 +76,7 @@ fn every_lesson_and_peer_is_measured_or_skipped_with_a_reason() {
                 assert!(good > 0, "{name} is measured but has no successful run");
                 assert!(
                     data.syscalls.iter().any(|s| s.server == name),
-                    "{name} has no syscalls row (a row saying unavailable is fine)"
+                    "{name} has no strace row (a row saying unavailable is fine)"
                 );
                 assert!(
                     data.memory.iter().any(|m| m.server == name),
@@ -64,5 +84,113 @@ fn every_lesson_and_peer_is_measured_or_skipped_with_a_reason() {
                 );
             }
         }
+    }
+}
+
+#[test]
+fn every_shape_is_run_by_every_measured_server() {
+    let data = committed();
+    for &name in DEFAULT_SHAPES {
+        let shape = data
+            .settings
+            .shapes
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("the shape {name} is missing from the data"));
+        if shape.kind == ShapeKind::Rate {
+            assert!(
+                shape.rate_per_sec.is_some() && shape.rate_from.is_some(),
+                "{name}: the rate chosen, and how, are recorded"
+            );
+        }
+        for server in measured(&data) {
+            assert!(
+                data.runs
+                    .iter()
+                    .any(|r| r.server == server && r.shape == name && r.error.is_none()),
+                "{server} has no successful {name} run"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_run_has_cpu_per_echo_and_untraced_system_calls_or_the_reason() {
+    let data = committed();
+    for run in data.runs.iter().filter(|r| r.error.is_none()) {
+        let at = format!("{} in {}, round {}", run.server, run.shape, run.round);
+        assert!(
+            run.user_us_per_echo.is_some() && run.system_us_per_echo.is_some(),
+            "{at}: no server CPU per echo, the headline figure"
+        );
+        match (&run.syscalls_per_echo, &run.syscalls_unavailable) {
+            (Some(per), _) => assert!(*per >= 0.0, "{at}: {per} system calls per echo"),
+            (None, Some(why)) => assert!(
+                why.starts_with("not measured, because "),
+                "{at}: say why system calls were not counted: {why}"
+            ),
+            (None, None) => panic!("{at}: no untraced system calls, and no reason"),
+        }
+    }
+    assert!(!data.settings.untraced_syscalls.is_empty());
+}
+
+#[test]
+fn kernel_memory_per_connection_is_measured_or_the_reason_given() {
+    let data = committed();
+    for m in data.memory.iter().filter(|m| m.error.is_none()) {
+        let k = &m.kernel;
+        match (&k.per_connection_kib, &k.unavailable) {
+            (Some(_), _) => assert!(
+                k.method.contains("both ends"),
+                "{}: the method must say it counts both ends of each connection: {}",
+                m.server,
+                k.method
+            ),
+            (None, Some(why)) => assert!(why.starts_with("not measured, because "), "{why}"),
+            (None, None) => panic!("{}: no kernel memory, and no reason", m.server),
+        }
+    }
+}
+
+/// Every `ladder-*.md` under `dir`, by name.
+fn fragments(dir: &Path) -> BTreeMap<String, String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return BTreeMap::new();
+    };
+    entries
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            let name = path.file_name()?.to_str()?.to_string();
+            (name.starts_with("ladder-") && name.ends_with(".md"))
+                .then(|| Some((name, std::fs::read_to_string(&path).ok()?)))?
+        })
+        .collect()
+}
+
+#[test]
+fn the_committed_tables_are_what_the_data_renders() {
+    let data = committed();
+    let scratch = std::env::temp_dir().join(format!("ladder-tables-{}", std::process::id()));
+    tables::write(&scratch, &data, "chapters/data").expect("the tables render");
+    let fresh = fragments(&scratch.join(tables::DIR));
+    let _ = std::fs::remove_dir_all(&scratch);
+    let committed = fragments(&data_dir().join(tables::DIR));
+    let redraw = "run `cargo run --release --bin echo-ladder -- --redraw --out chapters/data`";
+    for (name, text) in &fresh {
+        match committed.get(name) {
+            None => panic!("chapters/data/tables/{name} is missing: {redraw}"),
+            Some(old) => assert!(
+                old == text,
+                "chapters/data/tables/{name} differs from what the data renders: {redraw}\n\
+                 --- committed\n{old}\n--- rendered\n{text}"
+            ),
+        }
+    }
+    for name in committed.keys() {
+        assert!(
+            fresh.contains_key(name),
+            "chapters/data/tables/{name} is no longer made from the data: remove it, or {redraw}"
+        );
     }
 }

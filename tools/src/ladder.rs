@@ -1,40 +1,81 @@
-//! The ladder runner behind `echo-ladder`: every server, the same load, in
+//! The ladder runner behind `echo-ladder`: every server, the same loads, in
 //! alternation, with the numbers that separate designs.
 //!
 //! Requests per second alone cannot tell the lessons apart on loopback: the
-//! kernel's TCP work dominates, and the sending core does much of the
-//! receiver's share, so the fastest single-threaded servers land close
-//! together. The runner therefore records, for every server:
+//! kernel's TCP work dominates, the sending core does much of the receiver's
+//! share, and on two cores the one-thread client saturates before a good
+//! server does. So the headline figure of every run is what the *server*
+//! spent: **CPU microseconds per echo**, user and system apart, read from
+//! `/proc/PID/stat` as the measured window opens and as it closes. Beside it,
+//! for every server and every load shape:
 //!
-//! - requests/s and latency percentiles, from the in-process load generator
-//!   ([`crate::loadgen`]), with the client's own busy fraction so a reader
-//!   can see when the client, not the server, was the limit;
-//! - the server's CPU time split into user and system, read from
-//!   `/proc/PID/stat` at the start and the end of the measured window;
-//! - system calls per request, counted by `strace -c -f` on a separate,
-//!   shorter run (tracing slows a server down, so its requests/s are never
-//!   quoted);
-//! - memory per connection: resident memory with 10,000 open connections,
-//!   each echoed once, above a baseline taken after a warm-up load, so a
-//!   buffer pool allocated on first use is already in the baseline.
+//! - requests/s and latency percentiles from the in-process load generator
+//!   ([`crate::loadgen`]), with the client's own busy share, so a reader can
+//!   see when the client, not the server, was the limit;
+//! - **system calls per echo, untraced**: perf's `raw_syscalls:sys_enter`
+//!   tracepoint counted over the same window ([`perf`]), and the server's
+//!   own count of `io_uring_enter` calls where it prints one at exit;
+//! - system calls per echo **under strace** (`strace -c -f`) on a separate,
+//!   shorter run, for the names of the calls. Tracing stops the server at
+//!   every call, so completions pile up between two `io_uring_enter`s and
+//!   the io_uring servers look cheaper under strace than they are; the
+//!   untraced count is the one to quote;
+//! - memory per idle connection: the server's resident memory (`VmRSS`) and
+//!   the kernel's slab memory ([`slab`]) with 10,000 connections open above a
+//!   baseline taken after a warm-up load.
+//!
+//! The loads are **shapes** ([`shapes`]): ping-pong at 1, 8, 50 and 1,000
+//! clients, 16-deep pipelines, 64 KiB streams, and an open loop at a fixed
+//! rate every server can carry, chosen in the run. The servers are the
+//! lessons, the peers, and any **variant** given on the command line: a
+//! server with other options, or another build, under a label of its own
+//! ([`servers`]).
 //!
 //! Noise between runs on a shared machine can reach 40%, so every round runs
-//! every server once, in turn, with a fresh server each time: drift then hits
-//! all servers alike, and the ratios within a round mean more than any one
-//! absolute figure.
+//! every server once per shape, in turn, with a fresh server each time: drift
+//! then hits all servers alike, and the tables quote the median of the
+//! rounds with the lowest and highest round beside it.
 //!
-//! # The data file, schema version 1
+//! # The data file, schema version 2
 //!
-//! `ladder.json` is one [`LadderData`] object: `schema` (always
-//! `"echo-ladder"`), `schema_version` (1), `machine` (CPU count, model name,
-//! kernel release, date in UTC), `command` (the command line, as run),
-//! `settings` (clients list, message length, seconds, rounds), `pinning`
-//! (what CPU placement was possible), `servers` (every lesson and peer, with
-//! `skipped` holding the reason when it was not measured), `runs` (one row per
-//! server × clients × round), `syscalls` (one row per server) and `memory`
-//! (one row per server). Latencies are in microseconds, CPU times in seconds,
-//! memory in KiB. Fields may be added later; existing ones keep their meaning
-//! until the version changes. `ladder.csv` holds the `runs` rows as a table.
+//! `ladder.json` is one [`LadderData`] object. Latencies are in microseconds,
+//! CPU times in seconds, memory in KiB. Fields may be added later; existing
+//! ones keep their meaning until the version changes.
+//!
+//! - `schema` (always `"echo-ladder"`), `schema_version` (2), `machine` (CPU
+//!   count, model name, kernel release, date in UTC, load average),
+//!   `command` (the command line, as run), `pinning` (what CPU placement was
+//!   possible).
+//! - `settings`: `shapes` (the load shapes, each with `name`, `kind`,
+//!   `clients`, `length`, `pipeline`, and for a rate shape `rate_per_sec`
+//!   and `rate_from`, how the rate was chosen), `seconds`, `warmup_seconds`,
+//!   `rounds`, `rate_share` (the share of the slowest ping-pong rate a rate
+//!   shape offers when no rate is given), `untraced_syscalls` (how system
+//!   calls were counted untraced, or why they were not), `strace_clients`,
+//!   `strace_seconds`, `memory_connections`.
+//! - `servers`: every lesson, peer and variant, with `kind` (`"lesson"`,
+//!   `"peer"`, `"variant"`), `model`, `command` (the program and arguments
+//!   it ran with) and `skipped` (the reason it was not measured, if it was
+//!   not).
+//! - `runs`: one row per server × shape × round ([`Run`]): the load
+//!   (`shape`, `clients`, `length`, `pipeline`, `offered_per_sec` and
+//!   `kept_up` for a rate shape), `seconds`, `responses`, requests/s,
+//!   latencies, the server's CPU (`server_user_seconds`,
+//!   `server_system_seconds`, and the headline `user_us_per_echo`,
+//!   `system_us_per_echo`), `client_busy`, untraced system calls
+//!   (`syscalls`, `syscalls_per_echo`, or `syscalls_unavailable` with the
+//!   reason), the server's own `enters_per_echo` where it counts them, and
+//!   `error` when the run produced no numbers.
+//! - `syscalls`: one row per server from the strace run ([`Syscalls`]).
+//! - `memory`: one row per server ([`Memory`]): `VmRSS` before and with the
+//!   connections, and `kernel` ([`KernelMemory`]): the slab growth, with the
+//!   `method` that measured it, or `unavailable` with the reason.
+//!
+//! Version 2 replaced version 1's `settings.clients` and `settings.length`
+//! with `shapes`, added the fields above to `runs`, `servers` and `memory`,
+//! and moved the latency chart to one panel per shape. `ladder.csv` holds the
+//! `runs` rows as a table; `tables/*.md` are the book's tables, generated from
+//! the JSON alone ([`tables`]).
 
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
@@ -45,8 +86,20 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub mod charts;
+#[cfg(target_os = "linux")]
+pub mod perf;
+pub mod servers;
+pub mod shapes;
+pub mod slab;
+pub mod summary;
+pub mod tables;
+
+pub use charts::draw_charts;
+pub use shapes::{Shape, ShapeKind};
+
 /// The version of `ladder.json`, bumped when a field changes meaning.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The whole data file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -80,13 +133,22 @@ pub struct Machine {
     pub load_average: Option<f64>,
 }
 
-/// The load the runs used.
+/// The loads the runs used.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settings {
-    pub clients: Vec<usize>,
-    pub length: usize,
+    /// The shapes, in the order each round ran them, rates resolved.
+    pub shapes: Vec<Shape>,
+    /// The measured window of every run.
     pub seconds: f64,
+    /// Load before each window whose numbers are thrown away.
+    pub warmup_seconds: f64,
     pub rounds: usize,
+    /// The share of the slowest server's ping-pong rate that a rate shape
+    /// without a rate of its own offers.
+    pub rate_share: f64,
+    /// How system calls were counted without a tracer, or "not measured,
+    /// because …".
+    pub untraced_syscalls: String,
     /// Clients and seconds of the strace run.
     pub strace_clients: usize,
     pub strace_seconds: f64,
@@ -103,27 +165,40 @@ pub struct Pinning {
     pub client: String,
 }
 
-/// One server of the ladder.
+/// One server of the ladder: a lesson, a peer, or a variant.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServerEntry {
-    /// The binary's name.
+    /// The binary's name, or the variant's label.
     pub name: String,
-    /// `"lesson"` or `"peer"`.
+    /// `"lesson"`, `"peer"` or `"variant"`.
     pub kind: String,
     pub model: String,
+    /// The program and its arguments, as run (the program as a path from
+    /// the repository's root where it is inside it; without `taskset`).
+    pub command: Vec<String>,
     /// Why it was not measured, when it was not.
     pub skipped: Option<String>,
 }
 
-/// One measured run: one server, one client count, one round.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// One measured run: one server, one shape, one round.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Run {
     pub server: String,
+    /// The shape's name (see `settings.shapes`).
+    pub shape: String,
     pub round: usize,
     pub clients: usize,
     pub length: usize,
+    pub pipeline: usize,
+    /// For a rate shape, the requests/s offered.
+    pub offered_per_sec: Option<f64>,
+    /// For a rate shape, whether the server answered 95% of the offered
+    /// rate or more.
+    pub kept_up: Option<bool>,
     /// The measured window, in seconds.
     pub seconds: f64,
+    /// Verified responses in the window.
+    pub responses: u64,
     /// Verified responses per second (0 when `error` is set).
     pub requests_per_sec: f64,
     pub p50_us: f64,
@@ -132,8 +207,21 @@ pub struct Run {
     /// The server's CPU time in the window.
     pub server_user_seconds: Option<f64>,
     pub server_system_seconds: Option<f64>,
+    /// The headline: the server's CPU time per verified echo, microseconds.
+    pub user_us_per_echo: Option<f64>,
+    pub system_us_per_echo: Option<f64>,
     /// The client thread's (user + system) / window; 1.0 is one core busy.
     pub client_busy: Option<f64>,
+    /// System calls the server entered in the window, counted by perf's
+    /// `raw_syscalls:sys_enter` tracepoint (no tracer stops the server).
+    pub syscalls: Option<u64>,
+    pub syscalls_per_echo: Option<f64>,
+    /// "not measured, because …" when `syscalls` is missing.
+    pub syscalls_unavailable: Option<String>,
+    /// The server's own count of `io_uring_enter` calls (the `enters` of
+    /// its `stats:` line at exit) per echo of the whole run, warm-up and
+    /// drain included; for servers that print one.
+    pub enters_per_echo: Option<f64>,
     /// Why the run produced no numbers.
     pub error: Option<String>,
 }
@@ -154,7 +242,7 @@ pub struct Syscalls {
     pub unavailable: Option<String>,
 }
 
-/// Memory per connection.
+/// Memory per idle connection.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Memory {
     pub server: String,
@@ -164,7 +252,25 @@ pub struct Memory {
     /// VmRSS with every connection open and echoed once, KiB.
     pub loaded_kib: Option<u64>,
     pub per_connection_kib: Option<f64>,
+    /// The kernel's side, over the same two moments.
+    pub kernel: KernelMemory,
     pub error: Option<String>,
+}
+
+/// Kernel memory per idle connection: what `VmRSS` cannot see (socket
+/// structures, file and epoll entries, io_uring requests).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct KernelMemory {
+    /// How it was measured, in words, including what the figure counts
+    /// besides the server (see [`slab::METHOD`]).
+    pub method: String,
+    pub baseline_kib: Option<u64>,
+    pub loaded_kib: Option<u64>,
+    pub per_connection_kib: Option<f64>,
+    /// The caches that grew most, most first: `[name, KiB]`.
+    pub top: Vec<(String, i64)>,
+    /// "not measured, because …" when there is no figure.
+    pub unavailable: Option<String>,
 }
 
 /// User and system CPU ticks, fields 14 and 15 of `/proc/PID/stat`.
@@ -185,6 +291,11 @@ pub fn parse_stat_ticks(stat: &str) -> Option<(u64, u64)> {
 /// what was measured.
 pub fn per_connection_kib(baseline_kib: u64, loaded_kib: u64, connections: usize) -> Option<f64> {
     (connections > 0).then(|| (loaded_kib as f64 - baseline_kib as f64) / connections as f64)
+}
+
+/// CPU seconds per echo, in microseconds, or `None` without echoes.
+pub fn us_per_echo(seconds: f64, echoes: u64) -> Option<f64> {
+    (echoes > 0).then(|| seconds * 1e6 / echoes as f64)
 }
 
 /// Parses `strace -c` output: the total count and the calls by name.
@@ -215,28 +326,43 @@ pub fn parse_strace_summary(text: &str) -> Option<(u64, Vec<(String, u64)>)> {
 /// The runs as CSV, one line per row, with a header.
 pub fn runs_csv(runs: &[Run]) -> String {
     let mut out = String::from(
-        "server,round,clients,length,seconds,requests_per_sec,p50_us,p99_us,p999_us,\
-         server_user_seconds,server_system_seconds,client_busy,error\n",
+        "server,shape,round,clients,length,pipeline,offered_per_sec,kept_up,seconds,responses,\
+         requests_per_sec,p50_us,p99_us,p999_us,server_user_seconds,server_system_seconds,\
+         user_us_per_echo,system_us_per_echo,client_busy,syscalls,syscalls_per_echo,\
+         enters_per_echo,error\n",
     );
     let opt = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or_default();
+    // Errors and reasons are one line of prose: keep one field per comma.
+    let prose = |t: Option<&str>| t.unwrap_or("").replace([',', '\n'], ";");
     for r in runs {
         let _ = writeln!(
             out,
-            "{},{},{},{},{:.3},{:.1},{:.1},{:.1},{:.1},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{:.3},{},{:.1},{:.1},{:.1},{:.1},{},{},{},{},{},{},{},{},{}",
             r.server,
+            r.shape,
             r.round,
             r.clients,
             r.length,
+            r.pipeline,
+            r.offered_per_sec
+                .map(|v| format!("{v:.0}"))
+                .unwrap_or_default(),
+            r.kept_up.map(|k| k.to_string()).unwrap_or_default(),
             r.seconds,
+            r.responses,
             r.requests_per_sec,
             r.p50_us,
             r.p99_us,
             r.p999_us,
             opt(r.server_user_seconds),
             opt(r.server_system_seconds),
+            opt(r.user_us_per_echo),
+            opt(r.system_us_per_echo),
             opt(r.client_busy),
-            // Errors are one line of prose: keep the CSV one field per comma.
-            r.error.as_deref().unwrap_or("").replace([',', '\n'], ";"),
+            r.syscalls.map(|n| n.to_string()).unwrap_or_default(),
+            opt(r.syscalls_per_echo),
+            opt(r.enters_per_echo),
+            prose(r.error.as_deref()),
         );
     }
     out
@@ -251,7 +377,8 @@ pub fn clock_ticks_per_sec() -> f64 {
     if ticks > 0 { ticks as f64 } else { 100.0 }
 }
 
-/// The CPU seconds (user, system) process `pid` has used so far.
+/// The CPU seconds (user, system) process `pid` has used so far, all its
+/// threads together (those that exited included).
 #[cfg(target_os = "linux")]
 pub fn process_cpu_seconds(pid: u32) -> Option<(f64, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -260,25 +387,13 @@ pub fn process_cpu_seconds(pid: u32) -> Option<(f64, f64)> {
     Some((u as f64 / hz, s as f64 / hz))
 }
 
-/// The command that starts server `name` on a free port: under
+/// The command that starts lesson or peer `name` on a free port: under
 /// `taskset -c 0` when `pin`, with `prefix` (such as an strace command line)
-/// between the two. Shared by `echo-ladder` and `cargo bench`, so both
-/// start servers the same way.
-pub fn server_command(name: &str, pin: bool, prefix: &[&str]) -> std::process::Command {
-    let mut argv: Vec<String> = Vec::new();
-    if pin {
-        argv.extend(["taskset", "-c", "0"].map(String::from));
-    }
-    argv.extend(prefix.iter().map(|s| s.to_string()));
-    argv.push(
-        crate::process::binary_path(name)
-            .to_string_lossy()
-            .into_owned(),
-    );
-    argv.extend(["--addr", "127.0.0.1:0"].map(String::from));
-    let mut command = std::process::Command::new(&argv[0]);
-    command.args(&argv[1..]);
-    command
+/// between the two. `cargo bench` starts servers with it; `echo-ladder`
+/// starts lessons, peers and variants alike with
+/// [`servers::ServerSpec::command`], which this is the simple case of.
+pub fn server_command(name: &str, pin: bool, prefix: &[&str]) -> Command {
+    servers::launch(&crate::process::binary_path(name), &[], pin, prefix)
 }
 
 /// Whether `program` is on the PATH (so `taskset` and `strace` can be used).
@@ -348,6 +463,14 @@ pub fn open_echoed(addr: SocketAddr, count: usize, message: &[u8]) -> io::Result
     Ok(open)
 }
 
+/// Reads `DIR/ladder.json`.
+pub fn read_data(dir: &Path) -> Result<LadderData, String> {
+    let path = dir.join("ladder.json");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{} is not ladder data: {e}", path.display()))
+}
+
 /// Writes `ladder.json` and `ladder.csv` into `dir`, creating it.
 pub fn write_out(dir: &Path, data: &LadderData) -> io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
@@ -358,27 +481,6 @@ pub fn write_out(dir: &Path, data: &LadderData) -> io::Result<Vec<PathBuf>> {
     let csv = dir.join("ladder.csv");
     std::fs::write(&csv, runs_csv(&data.runs))?;
     Ok(vec![json, csv])
-}
-
-/// Mean requests/s per (server, clients), over the rounds that succeeded.
-pub fn mean_rates(data: &LadderData) -> Vec<(String, Vec<(usize, f64)>)> {
-    let mut out: Vec<(String, Vec<(usize, f64)>)> = Vec::new();
-    for server in data.servers.iter().filter(|s| s.skipped.is_none()) {
-        let mut points = Vec::new();
-        for &clients in &data.settings.clients {
-            let rates: Vec<f64> = data
-                .runs
-                .iter()
-                .filter(|r| r.server == server.name && r.clients == clients && r.error.is_none())
-                .map(|r| r.requests_per_sec)
-                .collect();
-            if !rates.is_empty() {
-                points.push((clients, rates.iter().sum::<f64>() / rates.len() as f64));
-            }
-        }
-        out.push((server.name.clone(), points));
-    }
-    out
 }
 
 /// The median of `values` (the mean of the middle two for an even count), or
@@ -392,299 +494,6 @@ pub fn median(values: &[f64]) -> Option<f64> {
         _ if n % 2 == 1 => Some(sorted[n / 2]),
         _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
     }
-}
-
-/// `[p50, p99, p99.9]`, in microseconds.
-pub type Percentiles = [f64; 3];
-
-/// Latency percentiles `[p50, p99, p99.9]` in microseconds per (server,
-/// clients): for each percentile, the median over the rounds that succeeded
-/// of that run's figure, as the results chapter's tables give them.
-pub fn median_latencies(data: &LadderData) -> Vec<(String, Vec<(usize, Percentiles)>)> {
-    let mut out = Vec::new();
-    for server in data.servers.iter().filter(|s| s.skipped.is_none()) {
-        let mut points = Vec::new();
-        for &clients in &data.settings.clients {
-            let runs: Vec<&Run> = data
-                .runs
-                .iter()
-                .filter(|r| r.server == server.name && r.clients == clients && r.error.is_none())
-                .collect();
-            let pick = |f: fn(&Run) -> f64| median(&runs.iter().map(|r| f(r)).collect::<Vec<_>>());
-            if let (Some(p50), Some(p99), Some(p999)) =
-                (pick(|r| r.p50_us), pick(|r| r.p99_us), pick(|r| r.p999_us))
-            {
-                points.push((clients, [p50, p99, p999]));
-            }
-        }
-        out.push((server.name.clone(), points));
-    }
-    out
-}
-
-/// Draws `requests.svg`, `latency.svg`, `syscalls.svg` and `memory.svg` into
-/// `dir` from the data alone, so the charts can be redrawn without measuring
-/// again.
-pub fn draw_charts(dir: &Path, data: &LadderData) -> Result<Vec<PathBuf>, String> {
-    use plotters::prelude::*;
-    use plotters::style::text_anchor::{HPos, Pos, VPos};
-
-    let err = |what: &str, e: &dyn std::fmt::Display| format!("cannot draw {what}: {e}");
-    let colors = [&RED, &BLUE, &GREEN, &MAGENTA, &CYAN, &BLACK];
-    let mut written = Vec::new();
-
-    // Requests/s against clients, one line per server.
-    let rates = mean_rates(data);
-    let max_rate = rates
-        .iter()
-        .flat_map(|(_, p)| p.iter().map(|&(_, r)| r))
-        .fold(1.0, f64::max);
-    let max_clients = data.settings.clients.iter().copied().max().unwrap_or(1) as f64;
-    let path = dir.join("requests.svg");
-    {
-        let root = SVGBackend::new(&path, (720, 420)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err("requests.svg", &e))?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                format!(
-                    "requests/s, {} B messages (mean of rounds)",
-                    data.settings.length
-                ),
-                ("sans-serif", 18),
-            )
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(64)
-            .build_cartesian_2d(0.0..max_clients * 1.05, 0.0..max_rate * 1.15)
-            .map_err(|e| err("requests.svg", &e))?;
-        chart
-            .configure_mesh()
-            .x_desc("clients")
-            .y_desc("requests/s")
-            .x_label_formatter(&|v| format!("{v:.0}"))
-            .y_label_formatter(&|v| format!("{v:.0}"))
-            .draw()
-            .map_err(|e| err("requests.svg", &e))?;
-        for (i, (name, points)) in rates.iter().enumerate() {
-            let color = colors[i % colors.len()];
-            chart
-                .draw_series(LineSeries::new(
-                    points.iter().map(|&(c, r)| (c as f64, r)),
-                    color.stroke_width(2),
-                ))
-                .map_err(|e| err("requests.svg", &e))?
-                .label(name.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
-        }
-        chart
-            .configure_series_labels()
-            // The lines fall from left to right: the lower left is clear.
-            .position(SeriesLabelPosition::LowerLeft)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| err("requests.svg", &e))?;
-        root.present().map_err(|e| err("requests.svg", &e))?;
-    }
-    written.push(path);
-
-    // Latency percentiles, one panel per client count, three bars per
-    // server. Each panel has its own scale: the tail at 1,000 clients is ten
-    // times the one at 50.
-    let latencies = median_latencies(data);
-    let panels: Vec<usize> = data
-        .settings
-        .clients
-        .iter()
-        .copied()
-        .filter(|&c| {
-            latencies
-                .iter()
-                .any(|(_, p)| p.iter().any(|&(pc, _)| pc == c))
-        })
-        .collect();
-    if !panels.is_empty() {
-        let file = "latency.svg";
-        let path = dir.join(file);
-        let percentiles = [("p50", &GREEN), ("p99", &BLUE), ("p99.9", &RED)];
-        let names: Vec<String> = latencies.iter().map(|(n, _)| n.clone()).collect();
-        let slots = names.len();
-        let root = SVGBackend::new(&path, (820, 300 * panels.len() as u32)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(file, &e))?;
-        for (area, &clients) in root
-            .split_evenly((panels.len(), 1))
-            .iter()
-            .zip(panels.iter())
-        {
-            let bars: Vec<(usize, Percentiles)> = latencies
-                .iter()
-                .enumerate()
-                .filter_map(|(i, (_, p))| {
-                    p.iter()
-                        .find(|&&(c, _)| c == clients)
-                        .map(|&(_, v)| (i, v.map(|us| us / 1000.0)))
-                })
-                .collect();
-            let top = bars
-                .iter()
-                .flat_map(|(_, v)| v.iter().copied())
-                .fold(0.1, f64::max)
-                * 1.15;
-            let mut chart = ChartBuilder::on(area)
-                .caption(
-                    format!(
-                        "latency, {clients} clients x {} B, ms (median of rounds)",
-                        data.settings.length
-                    ),
-                    ("sans-serif", 18),
-                )
-                .margin(12)
-                .x_label_area_size(28)
-                .y_label_area_size(56)
-                .build_cartesian_2d(-0.5..slots as f64 - 0.5, 0.0..top)
-                .map_err(|e| err(file, &e))?;
-            chart
-                .configure_mesh()
-                .disable_x_mesh()
-                .x_labels(slots)
-                // Only the whole numbers are servers; the rest stay blank.
-                .x_label_formatter(&|v| {
-                    let i = v.round();
-                    if (v - i).abs() < 1e-6 && i >= 0.0 {
-                        names.get(i as usize).cloned().unwrap_or_default()
-                    } else {
-                        String::new()
-                    }
-                })
-                .y_desc("ms")
-                .y_label_formatter(&|v| {
-                    if top >= 10.0 {
-                        format!("{v:.0}")
-                    } else {
-                        format!("{v:.1}")
-                    }
-                })
-                .draw()
-                .map_err(|e| err(file, &e))?;
-            for (k, &(label, color)) in percentiles.iter().enumerate() {
-                let offset = (k as f64 - 1.0) * 0.27;
-                chart
-                    .draw_series(bars.iter().map(|&(i, v)| {
-                        let x = i as f64 + offset;
-                        Rectangle::new([(x - 0.12, 0.0), (x + 0.12, v[k])], color.mix(0.7).filled())
-                    }))
-                    .map_err(|e| err(file, &e))?
-                    .label(label)
-                    .legend(move |(x, y)| {
-                        Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.mix(0.7).filled())
-                    });
-                // The value above each bar, so the chart reads without the table.
-                chart
-                    .draw_series(bars.iter().map(|&(i, v)| {
-                        let x = i as f64 + offset;
-                        let text = if v[k] < 10.0 {
-                            format!("{:.2}", v[k])
-                        } else {
-                            format!("{:.1}", v[k])
-                        };
-                        Text::new(
-                            text,
-                            (x, v[k] + top * 0.01),
-                            ("sans-serif", 11)
-                                .into_font()
-                                .color(&BLACK)
-                                .pos(Pos::new(HPos::Center, VPos::Bottom)),
-                        )
-                    }))
-                    .map_err(|e| err(file, &e))?;
-            }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .draw()
-                .map_err(|e| err(file, &e))?;
-        }
-        root.present().map_err(|e| err(file, &e))?;
-        drop(root);
-        written.push(path);
-    }
-
-    // One bar per server, for the two measures that separate the designs.
-    let syscalls: Vec<(String, f64)> = data
-        .syscalls
-        .iter()
-        .filter_map(|s| Some((s.server.clone(), s.per_request?)))
-        .collect();
-    let memory: Vec<(String, f64)> = data
-        .memory
-        .iter()
-        .filter_map(|m| Some((m.server.clone(), m.per_connection_kib?.max(0.0))))
-        .collect();
-    for (file, title, bars) in [
-        (
-            "syscalls.svg",
-            "system calls per request (strace -c -f)",
-            &syscalls,
-        ),
-        (
-            "memory.svg",
-            "memory per connection, KiB (VmRSS growth)",
-            &memory,
-        ),
-    ] {
-        if bars.is_empty() {
-            continue;
-        }
-        let path = dir.join(file);
-        let top = bars.iter().map(|b| b.1).fold(0.1, f64::max) * 1.15;
-        let root = SVGBackend::new(&path, (720, 420)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(file, &e))?;
-        let names: Vec<String> = bars.iter().map(|b| b.0.clone()).collect();
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(56)
-            .build_cartesian_2d((0..bars.len() - 1).into_segmented(), 0.0..top)
-            .map_err(|e| err(file, &e))?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(bars.len())
-            .x_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) => names.get(*i).cloned().unwrap_or_default(),
-                _ => String::new(),
-            })
-            .draw()
-            .map_err(|e| err(file, &e))?;
-        chart
-            .draw_series(
-                // Rectangles in order, as `Histogram` would draw them but
-                // without its hash map, so a redraw writes the same bytes.
-                bars.iter().enumerate().map(|(i, b)| {
-                    let end = if i + 1 == bars.len() {
-                        SegmentValue::Last
-                    } else {
-                        SegmentValue::Exact(i + 1)
-                    };
-                    let mut rect = Rectangle::new(
-                        [(SegmentValue::Exact(i), b.1), (end, 0.0)],
-                        BLUE.mix(0.6).filled(),
-                    );
-                    rect.set_margin(0, 0, 12, 12);
-                    rect
-                }),
-            )
-            .map_err(|e| err(file, &e))?;
-        root.present().map_err(|e| err(file, &e))?;
-        // The SVG is written when the drawing area goes; it borrows `path`.
-        drop(chart);
-        drop(root);
-        written.push(path);
-    }
-    Ok(written)
 }
 
 #[cfg(test)]
@@ -709,6 +518,12 @@ mod tests {
     }
 
     #[test]
+    fn cpu_per_echo_is_in_microseconds() {
+        assert_eq!(us_per_echo(0.5, 100_000), Some(5.0));
+        assert_eq!(us_per_echo(0.5, 0), None);
+    }
+
+    #[test]
     fn the_median_is_the_middle_value() {
         assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
@@ -730,5 +545,21 @@ mod tests {
         assert_eq!(total, 601_000);
         assert_eq!(top[2], ("epoll_wait".to_string(), 1000));
         assert!(parse_strace_summary("no table here").is_none());
+    }
+
+    #[test]
+    fn the_csv_has_one_line_per_run_and_keeps_prose_in_one_field() {
+        let run = Run {
+            server: "03_epoll".into(),
+            shape: "pingpong-50".into(),
+            error: Some("a, b\nc".into()),
+            ..Run::default()
+        };
+        let csv = runs_csv(&[run]);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines.len(), 2);
+        let header = lines[0].split(',').count();
+        assert_eq!(lines[1].split(',').count(), header, "{csv}");
+        assert!(lines[1].ends_with("a; b;c"), "{csv}");
     }
 }

@@ -678,14 +678,24 @@ fn recv_descriptor(socket: std::os::fd::RawFd) -> io::Result<std::os::fd::RawFd>
 /// name (`stat(&server.stderr(), "short_sends")`). For tests: it panics, with
 /// the line, when there is no stats line or no such counter.
 pub fn stat(stderr: &str, name: &str) -> u64 {
-    let line = stderr
-        .lines()
-        .find(|l| l.starts_with("stats:"))
-        .unwrap_or_else(|| panic!("no stats line at exit in: {stderr}"));
+    let line = stats_line(stderr).unwrap_or_else(|| panic!("no stats line at exit in: {stderr}"));
+    counter(line, name).unwrap_or_else(|| panic!("no `{name}` in {line}"))
+}
+
+/// The same counter, or `None` where the server prints no stats line or
+/// not that counter: for the ladder runner, which measures servers that do
+/// and servers that do not.
+pub fn stat_value(stderr: &str, name: &str) -> Option<u64> {
+    counter(stats_line(stderr)?, name)
+}
+
+fn stats_line(stderr: &str) -> Option<&str> {
+    stderr.lines().find(|l| l.starts_with("stats:"))
+}
+
+/// The number after the word `name` in a `stats:` line.
+fn counter(line: &str, name: &str) -> Option<u64> {
     let mut words = line.split_whitespace();
-    words
-        .find(|w| *w == name)
-        .and_then(|_| words.next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no `{name}` in {line}"))
+    words.find(|w| *w == name)?;
+    words.next()?.parse().ok()
 }

@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release --bin echo-bench -- -a 127.0.0.1:7878 -c 50 -d 10 -l 512
 //! cargo run --release --bin echo-bench -- --pipeline 8 --warmup 1 --pin 1
+//! cargo run --release --bin echo-bench -- -c 50 --rate 20000   # open loop
 //! cargo run --release --bin echo-bench -- --json > run.json
 //! ```
 //!
@@ -72,13 +73,25 @@ struct Args {
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
     timeout: Duration,
 
-    /// Print one JSON object instead of the table (schema version 1,
+    /// Open loop: offer this many requests per second, spread evenly over
+    /// the connections, whatever the server does (as wrk2 does), with each
+    /// latency counted from the time its message was due. At most
+    /// --pipeline messages wait per connection; a server that answers less
+    /// than 95% of RATE is reported as not keeping up. Without it, a closed
+    /// loop: each echo back sends the next message.
+    #[arg(long, value_name = "RATE", value_parser = positive_rate)]
+    rate: Option<f64>,
+
+    /// Print one JSON object instead of the table (schema version 2,
     /// documented in `uring_echo_tools::loadgen::report`).
     #[arg(long)]
     json: bool,
 }
 
 const AFTER_HELP: &str = "\
+With --rate R the load is an open loop (R requests/s over all connections, latency from each
+message's due time) and one more line says whether the server kept up with R.
+
 Output: rust_echo_bench's lines (`Speed: N request/sec, N response/sec`, `Requests: N`,
 `Responses: N`), then bytes/s, latency p50/p90/p99/p99.9/max in microseconds and the client's
 own CPU time. A progress bar on stderr when it is a terminal, a line a second otherwise.
@@ -99,6 +112,16 @@ fn at_least_one(text: &str) -> Result<usize, String> {
         Ok(0) => Err("must be at least 1".into()),
         Ok(n) => Ok(n),
         Err(_) => Err(format!("`{text}` is not a whole number")),
+    }
+}
+
+/// Requests per second: a number above zero (fractions allowed).
+fn positive_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!(
+            "`{text}` is not a number of requests per second above 0"
+        )),
     }
 }
 
@@ -142,6 +165,7 @@ fn main() -> ExitCode {
         warmup: args.warmup,
         timeout: args.timeout,
         pin_cpu: args.pin,
+        rate: args.rate,
     };
     let mut shown = progress::Shown::new(&config);
     let result = loadgen::run(&config, |p| shown.update(p));
@@ -150,6 +174,11 @@ fn main() -> ExitCode {
     match result {
         Ok(report) => {
             let text = if args.json {
+                // The table has the rate's line; JSON readers get the
+                // field, and whoever watches stderr a clear word.
+                if let Some(rate) = report.rate.filter(|r| !r.kept_up) {
+                    eprintln!("echo-bench: {}", loadgen::report::rate_verdict(&rate));
+                }
                 loadgen::report::json(&report) + "\n"
             } else {
                 loadgen::report::table(&report)
@@ -194,8 +223,12 @@ mod progress {
     impl Shown {
         pub fn new(config: &Config) -> Shown {
             if !io::stderr().is_terminal() {
+                let rate = config
+                    .rate
+                    .map(|r| format!(", open loop at {r:.0}/s"))
+                    .unwrap_or_default();
                 eprintln!(
-                    "echo-bench: {} clients, {} bytes, pipeline {}, {:.1} s against {}",
+                    "echo-bench: {} clients, {} bytes, pipeline {}{rate}, {:.1} s against {}",
                     config.connections,
                     config.length,
                     config.pipeline,

@@ -9,8 +9,13 @@
 //! connection asks for "writable" only while it has bytes the kernel did not
 //! take; a message normally fits the send buffer at once, and one
 //! `epoll_wait`, one `write` and one `read` per echo is all the client costs.
+//!
+//! An open-loop run (`rate`) adds a schedule: the connections wait in a heap,
+//! soonest due first, and a timerfd in the same epoll set wakes the loop
+//! when the first of them is due.
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -21,8 +26,8 @@ use nix::libc;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::os::{pin_current_thread, thread_cpu_time};
-use super::{ClientCpu, Config, Latency, LoadError, Phase, Progress, Report};
+use super::os::{Timer, pin_current_thread, thread_cpu_time};
+use super::{ClientCpu, Config, Latency, LoadError, Phase, Progress, RateReport, Report};
 use crate::pattern;
 
 /// How often the loop wakes up on its own, with nothing to read: to call
@@ -37,6 +42,9 @@ const MAX_LATENCY_NS: u64 = 60_000_000_000;
 /// Bytes built or read in one go. One buffer serves every connection: the
 /// loop handles one connection at a time.
 const SCRATCH: usize = 64 * 1024;
+
+/// The epoll token of the schedule's timer; connections are numbered from 0.
+const TIMER: u64 = u64::MAX;
 
 /// Runs the load `config` describes and returns what it measured, or the
 /// first error. `progress` is called about ten times a second and at every
@@ -207,11 +215,43 @@ struct Conn {
     sent: u64,
     /// Bytes that came back and were checked.
     received: u64,
-    /// When each message in flight was started, oldest first: one entry per
-    /// message between `received` and `released`, at most `pipeline`.
-    started: VecDeque<Instant>,
+    /// The messages in flight, oldest first: one entry per message between
+    /// `received` and `released`, at most `pipeline`.
+    started: VecDeque<InFlight>,
     /// Whether epoll is asked for "writable" (a write came up short).
     want_write: bool,
+    /// Open loop only: when this connection's next message is due.
+    next_due: Instant,
+    /// Open loop only: whether the connection is in the schedule's heap.
+    queued: bool,
+}
+
+/// One message in flight.
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    /// Where its latency counts from: when it was released (closed loop),
+    /// or when it was due (open loop), which may be earlier.
+    clock: Instant,
+    /// When it was released to be sent. A stall is measured from here, so
+    /// a client behind its own schedule does not take that for a server
+    /// that stopped answering.
+    released: Instant,
+}
+
+/// The open loop's timetable.
+struct Schedule {
+    /// Requests per second over all connections.
+    rate: f64,
+    /// The time between two messages of one connection.
+    interval: Duration,
+    /// Connections waiting for their next message to be due, soonest first.
+    /// A connection whose pipeline is full is not here: its next echo puts
+    /// it back.
+    waiting: BinaryHeap<Reverse<(Instant, usize)>>,
+    /// Wakes the loop when the first of them is due.
+    timer: Timer,
+    /// When the timer is set to go off, if it is.
+    armed: Option<Instant>,
 }
 
 /// What the window counts. Kept apart from the connections so a method can
@@ -227,6 +267,8 @@ struct Tally {
     bytes: u64,
     /// Messages started and not yet echoed, on every connection.
     in_flight: u64,
+    /// Echoes verified in the whole run, never reset.
+    all_responses: u64,
     /// Round trips, in nanoseconds.
     latency: Histogram<u64>,
 }
@@ -240,6 +282,8 @@ struct Load {
     length: u64,
     pipeline: usize,
     tally: Tally,
+    /// The open loop's timetable; `None` for a closed loop.
+    schedule: Option<Schedule>,
     config: Config,
 }
 
@@ -250,6 +294,7 @@ impl Load {
                 what: "create the latency histogram",
                 err: io::Error::other(e.to_string()),
             })?;
+        let now = Instant::now();
         let conns = streams
             .into_iter()
             .map(|stream| Conn {
@@ -259,8 +304,14 @@ impl Load {
                 received: 0,
                 started: VecDeque::with_capacity(config.pipeline),
                 want_write: false,
+                next_due: now,
+                queued: false,
             })
             .collect();
+        let schedule = match config.rate {
+            Some(rate) => Some(Schedule::new(&epoll, rate, config.connections)?),
+            None => None,
+        };
         Ok(Load {
             epoll,
             conns,
@@ -275,8 +326,10 @@ impl Load {
                 responses: 0,
                 bytes: 0,
                 in_flight: 0,
+                all_responses: 0,
                 latency,
             },
+            schedule,
             config: config.clone(),
         })
     }
@@ -294,20 +347,7 @@ impl Load {
         let mut cpu_at_start = thread_cpu_time();
         let mut report = None;
 
-        // Every connection starts its pipeline at once.
-        for index in 0..self.conns.len() {
-            for _ in 0..self.pipeline {
-                start_message(&mut self.conns[index], &mut self.tally, self.length, now);
-            }
-            flush(
-                &self.epoll,
-                &mut self.conns[index],
-                index,
-                &mut self.scratch,
-                &mut self.tally,
-                self.length,
-            )?;
-        }
+        self.begin(now)?;
 
         let mut events = vec![EpollEvent::empty(); 1024];
         let mut next_tick = now;
@@ -327,7 +367,7 @@ impl Load {
                     Phase::Measuring => {
                         // The window closes: take the numbers now, then stop
                         // starting messages and collect the ones in flight.
-                        report = Some(self.report(now - phase_start, cpu_at_start));
+                        report = Some(self.report(now - phase_start, cpu_at_start, now));
                         self.tally.counting = false;
                         self.tally.sending = false;
                         phase = Phase::Draining;
@@ -339,9 +379,10 @@ impl Load {
                 phase_start = now;
                 changed = true;
             }
-            if phase == Phase::Draining && self.tally.in_flight == 0 {
-                break;
-            }
+            // Progress first, then the check for the end: a caller that
+            // reads a clock at the start of the drain (the ladder reads the
+            // server's CPU time) must hear of it even when nothing is in
+            // flight and the drain ends at once, as it may in an open loop.
             if changed || now >= next_tick {
                 self.check_stalls(now)?;
                 progress(&Progress {
@@ -355,7 +396,13 @@ impl Load {
                 next_tick = now + TICK;
                 changed = false;
             }
+            if phase == Phase::Draining && self.tally.in_flight == 0 {
+                break;
+            }
 
+            // Send what is due, and set the timer for what is due next.
+            self.release_due(now)?;
+            self.arm_timer(now)?;
             let timeout = wait_until(now, (phase_start + planned).min(next_tick));
             let n = match self.epoll.wait(&mut events, timeout) {
                 Ok(n) => n,
@@ -373,20 +420,62 @@ impl Load {
         }
         // Every byte sent has come back and been checked. Dropping the
         // sockets now closes them with a FIN each, nothing unread.
-        report.ok_or_else(|| LoadError::Setup {
+        let mut report = report.ok_or_else(|| LoadError::Setup {
             what: "finish the run",
             err: io::Error::other("the drain ended before the window closed"),
-        })
+        })?;
+        report.responses_in_run = self.tally.all_responses;
+        Ok(report)
     }
 
-    /// A socket is readable (an echo, or EOF, or an error) or writable.
+    /// The first messages: a closed loop fills every connection's pipeline
+    /// at once; an open loop puts every connection on the schedule, their
+    /// first messages spread over one interval so they do not all go at once.
+    fn begin(&mut self, now: Instant) -> Result<(), LoadError> {
+        let count = self.conns.len();
+        for index in 0..count {
+            let conn = &mut self.conns[index];
+            match &mut self.schedule {
+                None => {
+                    for _ in 0..self.pipeline {
+                        start_message(conn, &mut self.tally, self.length, now, now);
+                    }
+                }
+                Some(schedule) => {
+                    conn.next_due = now + schedule.interval.mul_f64(index as f64 / count as f64);
+                    schedule.queue(conn, index);
+                }
+            }
+            flush(
+                &self.epoll,
+                conn,
+                index,
+                &mut self.scratch,
+                &mut self.tally,
+                self.length,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// A socket is readable (an echo, or EOF, or an error) or writable, or
+    /// the schedule's timer went off.
     fn on_event(&mut self, index: usize, flags: EpollFlags) -> Result<(), LoadError> {
+        if index as u64 == TIMER {
+            // The loop sends what is due right after this batch of events.
+            // (Edge-triggered, so nothing needs reading: setting the timer
+            // again resets it.)
+            if let Some(schedule) = &mut self.schedule {
+                schedule.armed = None;
+            }
+            return Ok(());
+        }
         let conn = &mut self.conns[index];
         if flags.intersects(EpollFlags::EPOLLIN | EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR) {
             // One clock reading per event: the echoes read now completed
             // now, and the messages they release start now.
             let now = Instant::now();
-            receive(
+            let completed = receive(
                 conn,
                 index,
                 &mut self.scratch,
@@ -395,6 +484,26 @@ impl Load {
                 self.length,
                 now,
             )?;
+            if self.tally.sending && completed > 0 {
+                match &mut self.schedule {
+                    // The closed loop: an echo back, the next message out.
+                    None => {
+                        for _ in 0..completed {
+                            start_message(conn, &mut self.tally, self.length, now, now);
+                        }
+                    }
+                    // The open loop: room in the pipeline, for the
+                    // messages that are due, or a place in the heap.
+                    Some(schedule) => schedule.release(
+                        conn,
+                        index,
+                        &mut self.tally,
+                        self.length,
+                        self.pipeline,
+                        now,
+                    ),
+                }
+            }
         }
         // After a read there may be new messages to send; after "writable"
         // there is room for the rest of an old one.
@@ -411,14 +520,75 @@ impl Load {
         Ok(())
     }
 
+    /// Open loop: releases the messages of every connection whose time has
+    /// come, and sends them.
+    fn release_due(&mut self, now: Instant) -> Result<(), LoadError> {
+        let Some(schedule) = &mut self.schedule else {
+            return Ok(());
+        };
+        if !self.tally.sending {
+            return Ok(());
+        }
+        while let Some(&Reverse((due, index))) = schedule.waiting.peek() {
+            if due > now {
+                break;
+            }
+            schedule.waiting.pop();
+            let conn = &mut self.conns[index];
+            conn.queued = false;
+            schedule.release(
+                conn,
+                index,
+                &mut self.tally,
+                self.length,
+                self.pipeline,
+                now,
+            );
+            flush(
+                &self.epoll,
+                conn,
+                index,
+                &mut self.scratch,
+                &mut self.tally,
+                self.length,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Open loop: sets the timer for the next message due, unless it is set
+    /// to go off at that time or before (a timer set costs a system call;
+    /// going off a little early costs one turn of the loop, which sets it
+    /// again). While echoes keep the loop busy, the sends that fall due are
+    /// made in passing, and the timer matters only when the loop is idle.
+    fn arm_timer(&mut self, now: Instant) -> Result<(), LoadError> {
+        let Some(schedule) = &mut self.schedule else {
+            return Ok(());
+        };
+        let Some(&Reverse((due, _))) = schedule.waiting.peek() else {
+            return Ok(());
+        };
+        if schedule.armed.is_none_or(|armed| armed > due) {
+            schedule
+                .timer
+                .arm(due.saturating_duration_since(now))
+                .map_err(|err| LoadError::Setup {
+                    what: "set the schedule's timer (timerfd_settime)",
+                    err,
+                })?;
+            schedule.armed = Some(due);
+        }
+        Ok(())
+    }
+
     /// A connection whose oldest message has waited longer than the time
     /// limit fails the run: a server that stops answering one client
     /// (lesson 01 with a second one, a lost wake-up) must not hide behind
     /// the throughput of the others.
     fn check_stalls(&self, now: Instant) -> Result<(), LoadError> {
         for (index, conn) in self.conns.iter().enumerate() {
-            if let Some(&oldest) = conn.started.front()
-                && now.duration_since(oldest) >= self.config.timeout
+            if let Some(oldest) = conn.started.front()
+                && now.duration_since(oldest.released) >= self.config.timeout
             {
                 return Err(stalled(index, conn, now));
             }
@@ -432,7 +602,7 @@ impl Load {
             .conns
             .iter()
             .enumerate()
-            .filter_map(|(i, c)| c.started.front().map(|t| (i, *t)))
+            .filter_map(|(i, c)| c.started.front().map(|m| (i, m.released)))
             .min_by_key(|(_, t)| *t);
         match oldest {
             Some((index, _)) => stalled(index, &self.conns[index], now),
@@ -443,7 +613,12 @@ impl Load {
         }
     }
 
-    fn report(&self, window: Duration, cpu_at_start: Option<(Duration, Duration)>) -> Report {
+    fn report(
+        &self,
+        window: Duration,
+        cpu_at_start: Option<(Duration, Duration)>,
+        now: Instant,
+    ) -> Report {
         let t = &self.tally;
         let seconds = window.as_secs_f64();
         let per_sec = |n: u64| n as f64 / seconds;
@@ -458,6 +633,10 @@ impl Load {
             }
             _ => None,
         };
+        let rate = self.schedule.as_ref().map(|schedule| {
+            let behind = self.conns.iter().map(|c| schedule.behind(c, now)).sum();
+            RateReport::new(schedule.rate, per_sec(t.responses), behind)
+        });
         Report {
             address: self.config.addr,
             connections: self.conns.len(),
@@ -475,6 +654,9 @@ impl Load {
             errors: 0,
             pinned_cpu: self.config.pin_cpu,
             client_cpu,
+            rate,
+            // Filled in when the drain is over.
+            responses_in_run: 0,
             histogram: t.latency.clone(),
         }
     }
@@ -489,27 +671,103 @@ impl Tally {
     }
 }
 
+impl Schedule {
+    /// A schedule of `rate` requests/s over `connections`, its timer watched
+    /// by `epoll`.
+    fn new(epoll: &Epoll, rate: f64, connections: usize) -> Result<Schedule, LoadError> {
+        let timer = Timer::new().map_err(|err| LoadError::Setup {
+            what: "create the schedule's timer (timerfd_create)",
+            err,
+        })?;
+        // Edge-triggered: each expiry is one event, and no `read` is needed
+        // to clear it (setting the timer again resets its count).
+        epoll
+            .add(
+                &timer,
+                EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLET, TIMER),
+            )
+            .map_err(|e| LoadError::Setup {
+                what: "watch the schedule's timer",
+                err: e.into(),
+            })?;
+        // At least a nanosecond: an impossible rate must still advance the
+        // schedule, and count its backlog, without dividing by zero.
+        let interval =
+            Duration::from_secs_f64(connections as f64 / rate).max(Duration::from_nanos(1));
+        Ok(Schedule {
+            rate,
+            interval,
+            waiting: BinaryHeap::with_capacity(connections),
+            timer,
+            armed: None,
+        })
+    }
+
+    /// Puts `conn` in the heap, at the time its next message is due.
+    fn queue(&mut self, conn: &mut Conn, index: usize) {
+        if !conn.queued {
+            self.waiting.push(Reverse((conn.next_due, index)));
+            conn.queued = true;
+        }
+    }
+
+    /// Starts every message of `conn` that is due by `now`, as far as its
+    /// pipeline has room, each with its latency clock at the time it was
+    /// due; then, if there is room for the next one, queues the connection
+    /// for it.
+    fn release(
+        &mut self,
+        conn: &mut Conn,
+        index: usize,
+        tally: &mut Tally,
+        length: u64,
+        pipeline: usize,
+        now: Instant,
+    ) {
+        while conn.started.len() < pipeline && conn.next_due <= now {
+            start_message(conn, tally, length, conn.next_due, now);
+            conn.next_due += self.interval;
+        }
+        if conn.started.len() < pipeline {
+            self.queue(conn, index);
+        }
+    }
+
+    /// How many of `conn`'s messages were due by `now` and not yet sent.
+    fn behind(&self, conn: &Conn, now: Instant) -> u64 {
+        if conn.next_due > now {
+            return 0;
+        }
+        let late = now.duration_since(conn.next_due).as_nanos() / self.interval.as_nanos();
+        u64::try_from(late).unwrap_or(u64::MAX).saturating_add(1)
+    }
+}
+
 fn stalled(index: usize, conn: &Conn, now: Instant) -> LoadError {
     LoadError::Stalled {
         conn: index,
         waited: conn
             .started
             .front()
-            .map_or(Duration::ZERO, |t| now.duration_since(*t)),
+            .map_or(Duration::ZERO, |m| now.duration_since(m.released)),
         received: conn.received,
         sent: conn.sent,
     }
 }
 
-/// Starts one message: its bytes may now be sent, and its clock runs.
-fn start_message(conn: &mut Conn, tally: &mut Tally, length: u64, now: Instant) {
+/// Starts one message: its bytes may now be sent, and its latency counts
+/// from `clock` (now, or the earlier time it was due).
+fn start_message(conn: &mut Conn, tally: &mut Tally, length: u64, clock: Instant, now: Instant) {
     conn.released += length;
-    conn.started.push_back(now);
+    conn.started.push_back(InFlight {
+        clock,
+        released: now,
+    });
     tally.in_flight += 1;
 }
 
 /// Reads what has arrived, checks every byte against what was sent at that
-/// position, and completes the messages it finishes.
+/// position, and completes the messages it finishes; returns how many.
 fn receive(
     conn: &mut Conn,
     index: usize,
@@ -518,7 +776,8 @@ fn receive(
     tally: &mut Tally,
     length: u64,
     now: Instant,
-) -> Result<(), LoadError> {
+) -> Result<u64, LoadError> {
+    let mut completed_here = 0;
     loop {
         let n = match conn.stream.read(scratch) {
             // EOF: an echo server closes only after its client does. Any
@@ -531,7 +790,7 @@ fn receive(
                 });
             }
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(completed_here),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(err) => {
                 return Err(LoadError::Io {
@@ -578,25 +837,24 @@ fn receive(
         }
         for _ in 0..completed {
             // Messages complete in the order they started: one TCP stream.
-            let Some(started) = conn.started.pop_front() else {
+            let Some(message) = conn.started.pop_front() else {
                 break; // cannot happen: received ≤ sent ≤ released
             };
             tally.in_flight -= 1;
+            tally.all_responses += 1;
+            completed_here += 1;
             if tally.counting {
-                let ns = u64::try_from(now.duration_since(started).as_nanos()).unwrap_or(u64::MAX);
+                let waited = now.duration_since(message.clock).as_nanos();
+                let ns = u64::try_from(waited).unwrap_or(u64::MAX);
                 tally.latency.saturating_record(ns.max(1));
                 tally.responses += 1;
-            }
-            // The closed loop: an echo back, the next message out.
-            if tally.sending {
-                start_message(conn, tally, length, now);
             }
         }
         // Level-triggered: a read that did not fill the buffer emptied the
         // socket, and epoll will report it again when more arrives. Only a
         // full buffer is worth another read now.
         if n < scratch.len() {
-            return Ok(());
+            return Ok(completed_here);
         }
     }
 }

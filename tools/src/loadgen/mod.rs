@@ -9,10 +9,24 @@
 //! nonblocking sockets, the same design as lesson 03 seen from the other end
 //! of the wire.
 //!
-//! It is a **closed loop**: each connection sends a message of `length`
-//! bytes, waits for the whole echo, checks it byte for byte, records the
-//! round trip in an HDR histogram, and only then sends the next one. With
-//! `pipeline` N, each connection keeps N messages in flight instead of one.
+//! By default it is a **closed loop**: each connection sends a message of
+//! `length` bytes, waits for the whole echo, checks it byte for byte,
+//! records the round trip in an HDR histogram, and only then sends the next
+//! one. With `pipeline` N, each connection keeps N messages in flight
+//! instead of one.
+//!
+//! With `rate` R it is an **open loop**, as wrk2 is: messages are due at a
+//! fixed schedule, R per second spread evenly over the connections (each
+//! connection one every `connections / R` seconds, the connections offset
+//! from each other so the sends do not bunch), whatever the server does. A
+//! message is sent when it is due and its connection has fewer than
+//! `pipeline` messages in flight; its latency runs from the time it was
+//! *due*, not from when it was sent. A closed loop measured that way would
+//! hide a slow server: while an echo is late the client sends nothing, so
+//! the messages that should have waited behind it are never measured
+//! ("coordinated omission"). When the server cannot keep up, the sends fall
+//! behind the schedule, the latencies grow with the backlog, and the report
+//! says so ([`RateReport::kept_up`]).
 //! The bytes are [`crate::pattern`]'s position-dependent streams, one stream
 //! per connection, so a byte lost, duplicated, reordered or crossed over
 //! from another connection is found, and named by connection and offset. A
@@ -33,6 +47,7 @@
 //! cargo run --release --bin echo-bench                   # 50 clients × 512 B × 10 s
 //! cargo run --release --bin echo-bench -- -a 127.0.0.1:7878 -c 50 -d 10 -l 512
 //! cargo run --release --bin echo-bench -- -c 50 --pipeline 8 --warmup 1
+//! cargo run --release --bin echo-bench -- -c 50 --rate 20000     # open loop, 20,000/s
 //! cargo run --release --bin echo-bench -- --pin 1 --json > result.json
 //! taskset -c 0 target/release/05_uring_multishot &       # the server on CPU 0 ...
 //! target/release/echo-bench --pin 1                      # ... the client on CPU 1
@@ -64,8 +79,9 @@
 //!   completely and verified, both counted inside the measured window; they
 //!   differ by at most `clients × pipeline`, the messages in flight at its end.
 //! - The latency of a message runs from the moment the client had it ready to
-//!   send to the moment its last byte came back, so it includes time spent
-//!   waiting for room in the socket's send buffer.
+//!   send (with `--rate`, the moment it was due) to the moment its last byte
+//!   came back, so it includes time spent waiting for room in the socket's
+//!   send buffer (and, with `--rate`, behind a server that fell behind).
 //! - *client CPU* near 100% of one core means the client, not the server, may
 //!   be the limit: on loopback the sending side does much of the receiver's
 //!   TCP work, so this happens sooner than one might think.
@@ -122,6 +138,10 @@ pub const DEFAULT_PIPELINE: usize = 1;
 /// because a debug build on two busy cores can be slow; a server that is
 /// merely slow should give a bad number, not an error.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// With `rate`, the share of the offered rate a server must answer in the
+/// window to count as keeping up: below 95%, the sends are falling behind
+/// the schedule and the latencies measure the backlog.
+pub const KEPT_UP_SHARE: f64 = 0.95;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -143,11 +163,14 @@ pub struct Config {
     pub timeout: Duration,
     /// Pin the calling thread (the one that runs the load) to this CPU first.
     pub pin_cpu: Option<usize>,
+    /// An open loop at this many requests per second over all connections
+    /// (see the module's documentation); `None` for a closed loop.
+    pub rate: Option<f64>,
 }
 
 impl Config {
     /// The classic run against `addr`: 50 clients, 512 bytes, 10 s, no
-    /// pipelining, no warm-up, no pinning.
+    /// pipelining, no warm-up, no pinning, a closed loop.
     pub fn new(addr: SocketAddr) -> Config {
         Config {
             addr,
@@ -158,6 +181,7 @@ impl Config {
             warmup: Duration::ZERO,
             timeout: DEFAULT_TIMEOUT,
             pin_cpu: None,
+            rate: None,
         }
     }
 
@@ -178,6 +202,11 @@ impl Config {
         }
         if self.timeout.is_zero() {
             return bad("the timeout must be more than zero");
+        }
+        if let Some(rate) = self.rate
+            && !(rate.is_finite() && rate > 0.0)
+        {
+            return bad("the rate must be a number of requests per second above zero");
         }
         // Deadlines are `Instant`s; a year keeps their sums far from overflow.
         let year = Duration::from_secs(365 * 24 * 3600);
@@ -264,8 +293,42 @@ pub struct ClientCpu {
     pub busy: f64,
 }
 
+/// How an open-loop run went against its schedule.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct RateReport {
+    /// The rate asked for, requests per second over all connections.
+    pub offered_per_sec: f64,
+    /// Responses per second in the window (the same as `responses_per_sec`).
+    pub achieved_per_sec: f64,
+    /// `achieved_per_sec / offered_per_sec`.
+    pub achieved_share: f64,
+    /// Messages that were due by the end of the window and not yet sent:
+    /// the backlog of a server that fell behind (a few, at most one per
+    /// connection, for one that kept up).
+    pub behind_at_end: u64,
+    /// Whether the server kept up: `achieved_share` at least
+    /// [`KEPT_UP_SHARE`]. When it did not, the latencies measure the
+    /// backlog, and the rate was too high for this server.
+    pub kept_up: bool,
+}
+
+impl RateReport {
+    /// The verdict on `achieved` of `offered` requests/s with `behind` sends
+    /// late at the end.
+    pub fn new(offered: f64, achieved: f64, behind: u64) -> RateReport {
+        let share = achieved / offered;
+        RateReport {
+            offered_per_sec: offered,
+            achieved_per_sec: achieved,
+            achieved_share: share,
+            behind_at_end: behind,
+            kept_up: share >= KEPT_UP_SHARE,
+        }
+    }
+}
+
 /// What a finished run measured. Every count is of the measured window only
-/// (not the warm-up, not the drain).
+/// (not the warm-up, not the drain), except `responses_in_run`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Report {
     /// The server.
@@ -300,6 +363,12 @@ pub struct Report {
     pub pinned_cpu: Option<usize>,
     /// The client thread's CPU time in the window, where it could be read.
     pub client_cpu: Option<ClientCpu>,
+    /// For an open-loop run (`rate`), how it kept to its schedule.
+    pub rate: Option<RateReport>,
+    /// Every echo verified in the whole run, warm-up and drain included: what
+    /// a server's own counters for its whole life (such as the `enters` a
+    /// lesson prints at exit) are divided by.
+    pub responses_in_run: u64,
     /// The latency histogram itself, in nanoseconds, for callers that want
     /// other percentiles or to merge runs. Not in the JSON.
     #[serde(skip)]

@@ -1,11 +1,13 @@
-//! The two Linux calls the load generator needs that `std` does not offer:
-//! pinning a thread to a CPU, and reading a thread's own CPU time.
+//! The Linux calls the load generator needs that `std` does not offer:
+//! pinning a thread to a CPU, reading a thread's own CPU time, and a timer
+//! finer than epoll's milliseconds.
 //!
-//! Both go straight to libc (through `nix::libc`): nix wraps them only
-//! behind features this crate does not enable, and each is one call.
+//! They go straight to libc (through `nix::libc`): nix wraps them only
+//! behind features this crate does not enable, and each is a call or two.
 
 use std::io;
 use std::mem;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
 use nix::libc;
@@ -72,6 +74,80 @@ pub fn thread_cpu_time() -> Option<(Duration, Duration)> {
     Some((time(usage.ru_utime), time(usage.ru_stime)))
 }
 
+/// A one-shot timer as a descriptor (`timerfd`), which epoll reports
+/// readable when it expires.
+///
+/// Why not epoll's own timeout: it counts whole milliseconds, and an
+/// open-loop client that sends on a schedule must send at the time it says,
+/// not up to a millisecond later, or it would charge its own lateness to
+/// the server. A timerfd counts nanoseconds, and the kernel adds no timer
+/// slack to it.
+pub struct Timer(OwnedFd);
+
+impl Timer {
+    /// A disarmed timer on the monotonic clock (the one `Instant` reads).
+    pub fn new() -> io::Result<Timer> {
+        // SAFETY: plain system call with constant arguments; it returns a
+        // new descriptor or -1.
+        let fd = unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by the kernel and nothing else owns it.
+        Ok(Timer(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Arms the timer to expire once, `after` from now (at least a
+    /// nanosecond: a zero value would disarm it instead).
+    pub fn arm(&self, after: Duration) -> io::Result<()> {
+        let after = after.max(Duration::from_nanos(1));
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: after.as_secs().min(i32::MAX as u64) as libc::time_t,
+                tv_nsec: after.subsec_nanos() as libc::c_long,
+            },
+        };
+        // SAFETY: `spec` is a valid itimerspec for the duration of the call;
+        // a null old-value pointer is allowed.
+        let rc =
+            unsafe { libc::timerfd_settime(self.0.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Reads the expiry count, so a level-triggered poll stops reporting
+    /// the timer readable. Nothing to read is fine.
+    #[cfg(test)]
+    pub fn clear(&self) {
+        let mut count = 0u64;
+        // SAFETY: reads at most 8 bytes into `count`, which has 8.
+        unsafe {
+            libc::read(
+                self.0.as_raw_fd(),
+                (&raw mut count).cast(),
+                mem::size_of::<u64>(),
+            )
+        };
+    }
+}
+
+impl AsFd for Timer {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +169,22 @@ mod tests {
         std::hint::black_box(x);
         let (u1, s1) = thread_cpu_time().unwrap();
         assert!(u1 + s1 > u0 + s0, "30 ms of spinning costs CPU time");
+    }
+
+    #[test]
+    fn the_timer_expires_after_the_time_asked_and_not_long_after() {
+        let timer = Timer::new().unwrap();
+        let start = std::time::Instant::now();
+        timer.arm(Duration::from_micros(300)).unwrap();
+        let mut ready = libc::pollfd {
+            fd: timer.as_fd().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        let n = unsafe { libc::poll(&mut ready, 1, 5000) };
+        assert_eq!(n, 1, "the timer fires");
+        assert!(start.elapsed() >= Duration::from_micros(300));
+        timer.clear();
     }
 }

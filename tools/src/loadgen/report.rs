@@ -23,17 +23,30 @@
 //! (05_uring_multishot on CPU 0 and the client on CPU 1 of a 2-core machine,
 //! `-c 50 -d 5 -l 512 --pin 1`.)
 //!
+//! An open-loop run (`--rate`) adds one line, which says whether the server
+//! kept up with the rate:
+//!
+//! ```text
+//!   rate          offered 20000/s, achieved 19998/s (100%): kept up; latency from each message's due time
+//!   rate          offered 900000/s, achieved 151234/s (17%): NOT KEPT UP, 748766 sends behind at the end; the latencies measure the backlog
+//! ```
+//!
 //! `Speed` is whole requests (responses) divided by the window, rounded
 //! down, as `rust_echo_bench` prints it.
 //!
-//! # The JSON schema, version 1
+//! # The JSON schema, version 2
+//!
+//! Version 2 added `rate` and `responses_in_run`, for `--rate`, whose
+//! latencies count from each message's due time rather than from when it was
+//! sent; a version 1 reader would have taken those for closed-loop round
+//! trips. Every other field is as in version 1.
 //!
 //! `echo-bench --json` prints one object on one line:
 //!
 //! ```json
 //! {
 //!   "schema": "echo-bench",
-//!   "schema_version": 1,
+//!   "schema_version": 2,
 //!   "address": "127.0.0.1:37929",
 //!   "connections": 50,
 //!   "length": 512,
@@ -52,13 +65,15 @@
 //!   "errors": 0,
 //!   "pinned_cpu": 1,
 //!   "client_cpu": { "user_seconds": 0.579681, "system_seconds": 4.290498,
-//!                   "busy": 0.9740150552325506 }
+//!                   "busy": 0.9740150552325506 },
+//!   "rate": null,
+//!   "responses_in_run": 837063
 //! }
 //! ```
 //!
 //! (Another run of the same kind; printed on one line, spread out here.)
 //!
-//! - `schema`: always `"echo-bench"`; `schema_version`: 1. Fields may be added
+//! - `schema`: always `"echo-bench"`; `schema_version`: 2. Fields may be added
 //!   in later versions; existing ones keep their meaning until the version
 //!   changes.
 //! - `address`, `connections`, `length` (bytes per message), `pipeline`
@@ -71,8 +86,8 @@
 //! - `latency_us`: round-trip times of the window's responses in microseconds,
 //!   from an HDR histogram with 3 significant digits: `samples` (= `responses`),
 //!   `min`, `mean`, `p50`, `p90`, `p99`, `p999` (99.9th percentile), `max`.
-//!   A message's time runs from when the client had it ready to send to when
-//!   its last byte came back.
+//!   A message's time runs from when the client had it ready to send (with
+//!   `--rate`, from when it was due) to when its last byte came back.
 //! - `errors`: always 0. A run with any error (a wrong byte, a connection
 //!   closed or reset, an echo later than the time limit) prints no JSON: it
 //!   prints one line on stderr and exits with 1 (2 when nothing connected).
@@ -81,13 +96,22 @@
 //!   (`getrusage`), `busy` = (user + system) / `seconds`, 1.0 being one core
 //!   fully used; null where it could not be read. Near 1.0, the client may be
 //!   what limits the run.
+//! - `rate`: null for a closed loop; with `--rate`, an object:
+//!   `offered_per_sec` (the rate asked for), `achieved_per_sec` (responses/s
+//!   in the window), `achieved_share` (the one over the other),
+//!   `behind_at_end` (messages due by the end of the window and not yet
+//!   sent) and `kept_up` (`achieved_share` at least 0.95). When `kept_up` is
+//!   false the rate was more than the server could carry: the latencies
+//!   then measure the backlog, and a line on stderr says so too.
+//! - `responses_in_run`: echoes verified in the whole run, warm-up and drain
+//!   included, for dividing a server's own lifetime counters.
 
 use std::fmt::Write as _;
 
-use super::Report;
+use super::{RateReport, Report};
 
 /// The version of the JSON output, bumped when a field changes meaning.
-pub const JSON_SCHEMA_VERSION: u32 = 1;
+pub const JSON_SCHEMA_VERSION: u32 = 2;
 
 #[derive(serde::Serialize)]
 struct Document<'a> {
@@ -168,8 +192,30 @@ pub fn table(r: &Report) -> String {
             }
         );
     }
+    if let Some(rate) = &r.rate {
+        let _ = writeln!(out, "  {:<13} {}", "rate", rate_verdict(rate));
+    }
     let _ = writeln!(out, "  {:<13} {}", "errors", r.errors);
     out
+}
+
+/// One line on how an open-loop run kept to its rate: the table prints it,
+/// and `echo-bench --json` prints it on stderr when the server fell behind.
+pub fn rate_verdict(rate: &RateReport) -> String {
+    let head = format!(
+        "offered {:.0}/s, achieved {:.0}/s ({:.0}%)",
+        rate.offered_per_sec,
+        rate.achieved_per_sec,
+        rate.achieved_share * 100.0
+    );
+    if rate.kept_up {
+        format!("{head}: kept up; latency from each message's due time")
+    } else {
+        format!(
+            "{head}: NOT KEPT UP, {} sends behind at the end; the latencies measure the backlog",
+            rate.behind_at_end
+        )
+    }
 }
 
 /// `10` for a whole number of seconds (the classic line), `0.5` otherwise.
@@ -214,6 +260,8 @@ mod tests {
                 system_seconds: 8.0,
                 busy: 0.9,
             }),
+            rate: None,
+            responses_in_run: 1_000_100,
             histogram: h,
         }
     }
@@ -232,6 +280,32 @@ mod tests {
         }
         assert!(text.contains("p99.9"));
         assert!(text.contains("client on CPU 1"));
+        assert!(!text.contains("rate"), "no rate line for a closed loop");
+    }
+
+    #[test]
+    fn an_open_loop_says_whether_it_kept_up() {
+        let kept = Report {
+            rate: Some(RateReport::new(20_000.0, 19_990.0, 3)),
+            ..sample()
+        };
+        let text = table(&kept);
+        assert!(text.contains("offered 20000/s, achieved 19990/s"), "{text}");
+        assert!(text.contains("kept up"), "{text}");
+        let behind = RateReport::new(1_000_000.0, 100_000.0, 900_000);
+        assert!(!behind.kept_up);
+        let line = rate_verdict(&behind);
+        assert!(
+            line.contains("NOT KEPT UP") && line.contains("900000"),
+            "{line}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&json(&Report {
+            rate: Some(behind),
+            ..sample()
+        }))
+        .unwrap();
+        assert_eq!(v["rate"]["kept_up"], false);
+        assert_eq!(v["rate"]["behind_at_end"], 900_000);
     }
 
     #[test]
@@ -254,6 +328,7 @@ mod tests {
             "bytes_per_sec",
             "errors",
             "pinned_cpu",
+            "responses_in_run",
         ] {
             assert!(v[field].is_number(), "{field}: {}", v[field]);
         }
@@ -264,6 +339,7 @@ mod tests {
             assert!(v["client_cpu"][field].is_number(), "client_cpu.{field}");
         }
         assert!(v.get("histogram").is_none(), "the histogram stays out");
+        assert!(v["rate"].is_null(), "a closed loop has no rate");
         assert!(v["latency_us"]["p50"].as_f64() <= v["latency_us"]["max"].as_f64());
     }
 }

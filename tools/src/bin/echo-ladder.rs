@@ -189,7 +189,7 @@ mod linux {
                 name: peer.name.into(),
                 kind: "peer".into(),
                 model: peer.model.into(),
-                skipped: None,
+                skipped: peer.why_not_here(),
             });
         }
         let measured: Vec<String> = servers

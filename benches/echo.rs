@@ -32,7 +32,7 @@ fn quick() -> bool {
 }
 
 /// Every lesson that runs here and can serve `clients` at once, then the
-/// peers they are compared with.
+/// peers they are compared with (those that run here).
 fn servers(many_clients: bool) -> Vec<&'static str> {
     let lessons = uring_echo_tools::lessons::runnable()
         .into_iter()
@@ -45,7 +45,11 @@ fn servers(many_clients: bool) -> Vec<&'static str> {
         })
         .map(|l| l.name);
     lessons
-        .chain(uring_echo_tools::PEERS.iter().map(|p| p.name))
+        .chain(
+            uring_echo_tools::lessons::runnable_peers()
+                .into_iter()
+                .map(|p| p.name),
+        )
         .collect()
 }
 

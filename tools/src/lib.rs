@@ -7,6 +7,8 @@
 //! - [`loadgen`]: the load generator behind `echo-bench`;
 //! - [`ladder`]: the runner behind `echo-ladder`;
 //! - [`exercises`]: the exercise registry behind `echo-check --exercise`;
+//! - `peer` (Linux): the one-line error the io_uring peers print when
+//!   their runtime cannot start;
 //! - [`client`], [`pattern`], [`process`]: test clients, the byte pattern
 //!   they send and check, and starting a server as a child process.
 
@@ -17,6 +19,8 @@ pub mod ladder;
 pub mod lessons;
 pub mod loadgen;
 pub mod pattern;
+#[cfg(target_os = "linux")]
+pub mod peer;
 pub mod process;
 
 pub use lessons::{Expected, LESSONS, Lesson, PEERS, Peer};

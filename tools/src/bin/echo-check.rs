@@ -21,7 +21,7 @@ use uring_echo_book::cli::parse_addr;
 use uring_echo_book::limits::raise_open_file_limit_or_warn;
 use uring_echo_tools::exercises;
 use uring_echo_tools::grader::{self, CHECKS, Check, EXERCISE_CHECKS, report};
-use uring_echo_tools::lessons::{LESSONS, lesson};
+use uring_echo_tools::lessons::{Expectations, LESSONS, PEERS, lesson, peer};
 
 /// Grades TCP echo servers: every reply is checked byte for byte.
 #[derive(Parser)]
@@ -44,8 +44,8 @@ struct Args {
     #[arg(long, value_delimiter = ',', value_name = "CHECK,...")]
     skip: Vec<String>,
 
-    /// Apply a lesson's expectations: the checks its design cannot pass are
-    /// reported as "expected" instead of as failures.
+    /// Apply a lesson's (or a peer's) expectations: the checks its design
+    /// cannot pass are reported as "expected" instead of as failures.
     #[arg(long, value_name = "LESSON")]
     expect: Option<String>,
 
@@ -136,16 +136,21 @@ fn main() -> ExitCode {
             ));
         }
     }
-    let expect = match args.expect.as_deref().map(|name| (name, lesson(name))) {
+    let expect: Option<&dyn Expectations> = match args.expect.as_deref() {
         None => None,
-        Some((_, Some(lesson))) => Some(lesson),
-        Some((name, None)) => {
-            let names: Vec<_> = LESSONS.iter().map(|l| l.name).collect();
-            return usage_error(format!(
-                "no lesson is called `{name}`; the lessons are {}",
-                names.join(", ")
-            ));
-        }
+        Some(name) => match (lesson(name), peer(name)) {
+            (Some(lesson), _) => Some(lesson),
+            (None, Some(peer)) => Some(peer),
+            (None, None) => {
+                let names: Vec<_> = LESSONS.iter().map(|l| l.name).collect();
+                let peers: Vec<_> = PEERS.iter().map(|p| p.name).collect();
+                return usage_error(format!(
+                    "no lesson or peer is called `{name}`; the lessons are {}, the peers {}",
+                    names.join(", "),
+                    peers.join(", ")
+                ));
+            }
+        },
     };
     // By default every standard check; `--only` may also name the checks
     // exercises add, which need the server started with their option.

@@ -29,7 +29,7 @@
 //! - `reachable`: false when no connection could be made; `checks` then holds a
 //!   single `connect` entry with the error (with `--exercise`: a `build` or
 //!   `start` entry when the program did not compile or did not start).
-//! - `expect`: the lesson whose expectations were applied (`--expect`), or null.
+//! - `expect`: the lesson or peer whose expectations were applied (`--expect`), or null.
 //! - `checks[].name`: a stable check name (`echo-check --list`).
 //! - `checks[].result`: `pass`, `fail`, `expected-fail` (failed as the lesson's
 //!   design must), or `unexpected-pass` (passed although expected to fail;
@@ -145,7 +145,7 @@ pub fn table(report: &ServerReport) -> String {
     {
         let _ = writeln!(
             out,
-            "  note: {} passed although this lesson's design is expected to fail it",
+            "  note: {} passed although this server's design is expected to fail it",
             c.name
         );
     }

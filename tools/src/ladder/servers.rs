@@ -170,12 +170,14 @@ pub fn roster(variants: &[Variant], only: Option<&[String]>) -> Result<Vec<Serve
         servers.push(spec);
     }
     for peer in PEERS {
-        servers.push(ServerSpec::new(
+        let mut spec = ServerSpec::new(
             peer.name,
             ServerKind::Peer,
             peer.model,
             binary_path(peer.name),
-        ));
+        );
+        spec.skipped = peer.why_not_here();
+        servers.push(spec);
     }
     for variant in variants {
         if servers.iter().any(|s| s.name == variant.label) {
@@ -205,7 +207,7 @@ fn resolve(variant: &Variant) -> ServerSpec {
             lesson.why_not_here(),
         )
     } else if let Some(peer) = PEERS.iter().find(|p| p.name == word) {
-        (binary_path(word), peer.model.to_string(), None)
+        (binary_path(word), peer.model.to_string(), peer.why_not_here())
     } else {
         (binary_path(word), format!("the binary {word}"), None)
     };

@@ -59,8 +59,13 @@ fn pinning() -> bool {
     cfg!(target_os = "linux") && cpus >= 2 && uring_echo_tools::ladder::on_path("taskset")
 }
 
-/// Starts `name` on a free port, on CPU 0 when pinning.
+/// Starts `name` on a free port, on CPU 0 when pinning: a fresh build of
+/// it, or a panic that says how to build one.
 fn start(name: &str) -> ServerProcess {
+    let path = uring_echo_tools::process::binary_path(name);
+    if let Err(why) = uring_echo_tools::process::check_server_built(name, &path) {
+        panic!("{why}");
+    }
     ServerProcess::spawn(uring_echo_tools::ladder::server_command(
         name,
         pinning(),

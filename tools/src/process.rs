@@ -96,6 +96,43 @@ fn tool_sources(name: &str) -> Vec<PathBuf> {
     sources
 }
 
+/// Checks that the binary of a lesson or a peer at `path`, named `name`,
+/// is built and newer than its sources, for the runs that measure servers
+/// (`echo-ladder`, `cargo bench`): Cargo builds only the binary it is asked
+/// to run, and a measurement of a stale build is a wrong number, not an
+/// error. `Err` says which file is newer and the command that builds them
+/// all. A path that is not one of ours (a variant's other build) is taken
+/// as it is.
+pub fn check_server_built(name: &str, path: &Path) -> Result<(), String> {
+    if path != binary_path(name) {
+        return if path.is_file() {
+            Ok(())
+        } else {
+            Err(format!("{} does not exist", path.display()))
+        };
+    }
+    let root = crate::workspace_root();
+    let sources = if crate::lessons::lesson(name).is_some() {
+        let mut sources = library_sources();
+        sources.extend(rust_sources(&root.join(format!("src/bin/{name}.rs")), None));
+        sources.extend(rust_sources(&root.join(format!("src/bin/{name}")), None));
+        sources
+    } else {
+        tool_sources(name)
+    };
+    let release = if cfg!(debug_assertions) {
+        ""
+    } else {
+        " --release"
+    };
+    built_after(path, &sources).map_err(|why| {
+        format!(
+            "{why}: build every server first, `cargo build{release} --workspace --bins` \
+             (Cargo builds only the binary it runs)"
+        )
+    })
+}
+
 /// The lessons' library: every Rust file under `src/` except the lessons
 /// themselves (`src/bin/`). Every binary and example of the workspace is
 /// built with it, so each is rebuilt when one of these files changes.

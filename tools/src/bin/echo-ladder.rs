@@ -218,13 +218,11 @@ mod linux {
         let roster = servers::roster(&args.variants, args.only.as_deref())?;
         let measured: Vec<&ServerSpec> = roster.iter().filter(|s| s.skipped.is_none()).collect();
         for server in &measured {
-            if !server.program.is_file() {
-                return Err(format!(
-                    "{} is missing: run `cargo run --release --bin echo-ladder`, which builds \
-                     every lesson and peer, or give a variant a path that exists",
-                    server.program.display()
-                ));
-            }
+            let binary = server.program.file_name().and_then(|n| n.to_str());
+            uring_echo_tools::process::check_server_built(
+                binary.unwrap_or(&server.name),
+                &server.program,
+            )?;
         }
         for s in roster.iter().filter(|s| s.skipped.is_some()) {
             eprintln!("skipped {}: {}", s.name, s.skipped.as_deref().unwrap_or(""));

@@ -207,7 +207,11 @@ fn resolve(variant: &Variant) -> ServerSpec {
             lesson.why_not_here(),
         )
     } else if let Some(peer) = PEERS.iter().find(|p| p.name == word) {
-        (binary_path(word), peer.model.to_string(), peer.why_not_here())
+        (
+            binary_path(word),
+            peer.model.to_string(),
+            peer.why_not_here(),
+        )
     } else {
         (binary_path(word), format!("the binary {word}"), None)
     };

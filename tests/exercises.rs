@@ -3,6 +3,11 @@
 //! that passes would be an exercise with nothing to do; a solution that
 //! fails would send students after a fault that is ours.
 //!
+//! Each exercise's server is written once, as a program in
+//! `exercises/programs/`, which its starter and its solution both take in;
+//! they differ only in the exercise's region, and
+//! `every_starter_is_its_solution_outside_the_region` holds them to it.
+//!
 //! The starters and solutions are Cargo examples, which `cargo test` builds
 //! before it runs this file; `cargo test --test exercises` builds none, and
 //! the test then says so instead of grading stale programs. Exercises on
@@ -128,7 +133,36 @@ fn every_exercise_has_its_files_checks_and_chapter() {
             lesson.chapter,
             e.name
         );
+        let program = e
+            .program_path()
+            .unwrap_or_else(|| panic!("{}: an exercise with code has a program", e.name));
+        let include = format!(
+            "include!(\"../programs/{}.rs\");",
+            e.program.unwrap_or_default()
+        );
         for path in [e.starter_path(), e.solution_path()] {
+            assert!(
+                read(&path).contains(&include),
+                "{path} takes in the exercise's program with {include}"
+            );
+        }
+        assert!(
+            !read(&program).contains("TODO") && !read(&program).contains("//!"),
+            "{program}: a program has no TODO (that is the starter's), and no inner doc \
+             comment (`include!` cannot take one in)"
+        );
+        // The starter, and every file of the solution's own (the solution,
+        // and the solved regions it takes in from `exercises/solutions/`).
+        let solution_files: Vec<String> = std::iter::once(e.solution_path())
+            .chain(
+                sources(e, Program::Solution)
+                    .iter()
+                    .filter_map(|f| f.strip_prefix(env!("CARGO_MANIFEST_DIR")).ok())
+                    .map(|f| f.to_string_lossy().trim_start_matches('/').to_string())
+                    .filter(|f| f.starts_with("exercises/solutions/")),
+            )
+            .collect();
+        for path in std::iter::once(e.starter_path()).chain(solution_files.iter().cloned()) {
             let source = read(&path);
             assert!(
                 !source.contains("allow("),
@@ -142,6 +176,7 @@ fn every_exercise_has_its_files_checks_and_chapter() {
                 "{path}: a solution has no TODO left"
             );
         }
+        assert!(exists(&e.answer_path()), "{} exists", e.answer_path());
         for (example, path) in [
             (e.starter_example(), e.starter_path()),
             (e.solution_example(), e.solution_path()),
@@ -195,35 +230,165 @@ fn both_ways(exercise: &'static Exercise, program: Program) -> Option<String> {
     }
 }
 
-/// The files `program` of `exercise` is built from: its own source, any file
-/// it takes in with `#[path = "..."] mod ...;` (such as
-/// `exercises/common/buf_ring.rs`), and the lessons' library.
+/// The files `program` of `exercise` is built from: its own source, every
+/// file it takes in, one level after another, with `include!("...")` (its
+/// program in `exercises/programs/`) or `#[path = "..."] mod ...;` (such as
+/// `exercises/common/epoll.rs`, a lesson's own file, or another exercise's
+/// solved region), and the lessons' library.
 fn sources(exercise: &Exercise, program: Program) -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let source = root.join(program.source(exercise));
-    let text = fs::read_to_string(&source).unwrap_or_default();
-    let dir = source.parent().unwrap_or(root).to_path_buf();
-    let mut files: Vec<PathBuf> = text
-        .lines()
-        .filter_map(|line| line.trim().strip_prefix("#[path = \""))
-        .filter_map(|rest| rest.split('"').next())
-        .map(|path| {
-            // `exercises/solutions/../common/x.rs` as `exercises/common/x.rs`.
-            let mut file = dir.clone();
-            for part in Path::new(path).components() {
-                match part {
-                    Component::ParentDir => {
-                        file.pop();
-                    }
-                    other => file.push(other),
-                }
+    let mut files = vec![root.join(program.source(exercise))];
+    let mut next = 0;
+    while next < files.len() {
+        let source = files[next].clone();
+        next += 1;
+        for file in taken_in(&source) {
+            if !files.contains(&file) {
+                files.push(file);
             }
-            file
-        })
-        .collect();
-    files.push(source);
+        }
+    }
     files.extend(library_sources());
     files
+}
+
+/// The files `source` takes in, with `include!` or `#[path]`, each path
+/// read relative to `source`'s folder (as rustc reads them: an `include!`d
+/// file's own `#[path]`s are relative to its folder, not the includer's).
+fn taken_in(source: &Path) -> Vec<PathBuf> {
+    let text = fs::read_to_string(source).unwrap_or_default();
+    let dir = source.parent().unwrap_or(Path::new("/")).to_path_buf();
+    text.lines()
+        .filter_map(|line| {
+            let line = line.trim();
+            line.strip_prefix("#[path = \"")
+                .or_else(|| line.strip_prefix("include!(\""))
+        })
+        .filter_map(|rest| rest.split('"').next())
+        .map(|path| resolve(&dir, path))
+        .collect()
+}
+
+/// `dir` joined with the relative `path`, `..` taken away:
+/// `exercises/solutions/../common/x.rs` as `exercises/common/x.rs`.
+fn resolve(dir: &Path, path: &str) -> PathBuf {
+    let mut file = dir.to_path_buf();
+    for part in Path::new(path).components() {
+        match part {
+            Component::ParentDir => {
+                file.pop();
+            }
+            other => file.push(other),
+        }
+    }
+    file
+}
+
+/// The lines of `path` outside the region marked `// ANCHOR: anchor` ...
+/// `// ANCHOR_END: anchor`, as the compiler sees them: without blank lines
+/// and comments (a starter and its solution say different things above
+/// their code), and with every path in an `include!` or a `#[path]` made
+/// relative to the repository, so that the same file named from two
+/// folders reads the same.
+fn outside_region(path: &str, anchor: &str) -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = read(path);
+    let (start, end) = (
+        format!("// ANCHOR: {anchor}"),
+        format!("// ANCHOR_END: {anchor}"),
+    );
+    assert_eq!(
+        (text.matches(&start).count(), text.matches(&end).count()),
+        (1, 1),
+        "{path}: one region marked `{start}` ... `{end}`"
+    );
+    let dir = root.join(path).parent().unwrap().to_path_buf();
+    let mut inside = false;
+    let mut lines = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line == start {
+            inside = true;
+        } else if line == end {
+            inside = false;
+        } else if !inside && !line.is_empty() && !line.starts_with("//") {
+            let quoted = line.split('"').nth(1).unwrap_or_default();
+            if line.starts_with("#[path = \"") || line.starts_with("include!(\"") {
+                let file = resolve(&dir, quoted);
+                let file = file
+                    .strip_prefix(root)
+                    .unwrap_or(&file)
+                    .display()
+                    .to_string();
+                lines.push(line.replace(quoted, &file));
+            } else {
+                lines.push(line.to_string());
+            }
+        }
+    }
+    lines
+}
+
+/// A starter differs from its solution only inside its region: the rest of
+/// the server is the program both take in, and anything either adds outside
+/// the region (another module, another file taken in, an attribute) would
+/// be a difference nobody sees in the chapter or in a diff of the regions.
+/// Comments and blank lines aside, the starter outside its `todo` region
+/// must be the solution outside the exercise's region: the one marked
+/// `solution`, or, in a solution that two exercises share, the one marked
+/// with the exercise's name.
+#[test]
+fn every_starter_is_its_solution_outside_the_region() {
+    for e in exercises::all().filter(|e| e.has_code()) {
+        let solution = e.solution_path();
+        let anchor = if read(&solution).contains(&format!("// ANCHOR: {}\n", e.name)) {
+            e.name
+        } else {
+            "solution"
+        };
+        let starter = outside_region(&e.starter_path(), "todo");
+        let solved = outside_region(&solution, anchor);
+        assert_eq!(
+            starter,
+            solved,
+            "{} and {solution} differ outside the exercise's region (`todo` in the starter, \
+             `{anchor}` in the solution): whatever is outside belongs in the program, {}",
+            e.starter_path(),
+            e.program_path().unwrap_or_default()
+        );
+    }
+}
+
+/// `cargo fmt` formats what a crate's `mod` declarations reach, and does
+/// not follow `include!`: the programs in `exercises/programs/`, and the
+/// files they take in from `exercises/common/`, would drift unformatted. So
+/// they are checked here, with the same `rustfmt` (skipped, with the reason
+/// printed, where it cannot be run).
+#[test]
+fn the_programs_are_formatted() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<PathBuf> = ["exercises/programs", "exercises/common"]
+        .iter()
+        .flat_map(|dir| fs::read_dir(root.join(dir)).unwrap())
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|x| x == "rs"))
+        .collect();
+    files.sort();
+    let output = match Command::new("rustfmt")
+        .args(["--edition", "2024", "--check"])
+        .args(&files)
+        .output()
+    {
+        Ok(output) => output,
+        Err(e) => {
+            eprintln!("skipping: cannot run rustfmt ({e})");
+            return;
+        }
+    };
+    assert!(
+        output.status.success(),
+        "format them with `rustfmt --edition 2024 exercises/programs/*.rs exercises/common/*.rs`:\n{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
 }
 
 #[test]

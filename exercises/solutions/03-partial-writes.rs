@@ -21,318 +21,115 @@
 //!   control stops the peer. Without that, the queue would grow for as long
 //!   as the peer keeps sending.
 //!
+//! Only the `todo` region differs from the starter; the rest of the server
+//! is `exercises/programs/03-partial-writes.rs` and
+//! `exercises/common/epoll.rs`.
+//!
 //! ```text
 //! cargo run --bin echo-check -- --exercise 03-partial-writes --solution
 //! ```
 
-use std::collections::HashMap;
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::ExitCode;
-
-use clap::Parser;
-#[cfg(target_os = "linux")]
-use nix::errno::Errno;
-#[cfg(target_os = "linux")]
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
-#[cfg(target_os = "linux")]
-use nix::sys::signal::{SigSet, Signal};
-#[cfg(target_os = "linux")]
-use nix::sys::signalfd::{SfdFlags, SignalFd};
-use uring_echo_book::cli::CommonArgs;
-use uring_echo_book::listen::{announce, bind_or_explain};
-
-/// A small level-triggered epoll echo server, the bug fixed (Linux).
-#[derive(Parser)]
-struct Args {
-    #[command(flatten)]
-    common: CommonArgs,
-}
-
-#[cfg(not(target_os = "linux"))]
-fn main() -> ExitCode {
-    let _ = Args::parse();
-    eprintln!("error: this exercise needs Linux (epoll and signalfd)");
-    ExitCode::FAILURE
-}
+include!("../programs/03-partial-writes.rs");
 
 #[cfg(target_os = "linux")]
-fn main() -> ExitCode {
-    let args = Args::parse();
-    uring_echo_book::limits::raise_open_file_limit_or_warn();
-    let mut server = match Server::new(args.common.addr) {
-        Ok(server) => server,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match server.run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: the event loop failed: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-// epoll hands back a 64-bit token with each event. Two are reserved; every
-// connection gets the next number of a counter, never reused, so an event
-// still queued for a connection we closed earlier in the same batch finds
-// nothing instead of a newcomer. (Lesson 03 reuses slots and adds a
-// generation to the token for the same reason.)
-const LISTENER: u64 = u64::MAX;
-const SIGNALS: u64 = u64::MAX - 1;
-
-/// The listening socket, the signal descriptor, the open connections, and
-/// the epoll instance that watches them all.
-#[cfg(target_os = "linux")]
-struct Server {
-    epoll: Epoll,
-    listener: TcpListener,
-    signals: SignalFd,
-    conns: HashMap<u64, Conn>,
-    next_token: u64,
-    /// One read buffer shared by every connection.
-    scratch: Box<[u8]>,
-}
-
-#[cfg(target_os = "linux")]
-impl Server {
-    fn new(addr: SocketAddr) -> Result<Server, String> {
-        let listener = bind_or_explain(addr)?;
-        // Nonblocking: `accept` says EAGAIN when no connection waits.
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| format!("cannot make the listener nonblocking: {e}"))?;
-        // SIGINT and SIGTERM become readable on a descriptor: one more event.
-        // Blocked first, or their default action would end us at once.
-        let mut mask = SigSet::empty();
-        mask.add(Signal::SIGINT);
-        mask.add(Signal::SIGTERM);
-        mask.thread_block()
-            .map_err(|e| format!("cannot block SIGINT/SIGTERM: {e}"))?;
-        let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-            .map_err(|e| format!("cannot create a signalfd: {e}"))?;
-        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
-            .map_err(|e| format!("cannot create an epoll instance: {e}"))?;
-        epoll
-            .add(&listener, EpollEvent::new(EpollFlags::EPOLLIN, LISTENER))
-            .map_err(|e| format!("cannot watch the listener: {e}"))?;
-        epoll
-            .add(&signals, EpollEvent::new(EpollFlags::EPOLLIN, SIGNALS))
-            .map_err(|e| format!("cannot watch the signalfd: {e}"))?;
-        let local = listener
-            .local_addr()
-            .map_err(|e| format!("cannot read the listening address: {e}"))?;
-        announce(local);
-        Ok(Server {
-            epoll,
-            listener,
-            signals,
-            conns: HashMap::new(),
-            next_token: 0,
-            scratch: vec![0u8; 64 * 1024].into_boxed_slice(),
-        })
-    }
-
-    /// Waits for events and serves them, until SIGINT or SIGTERM.
-    fn run(&mut self) -> io::Result<()> {
-        let mut events = vec![EpollEvent::empty(); 256];
-        loop {
-            let n = match self.epoll.wait(&mut events, EpollTimeout::NONE) {
-                Ok(n) => n,
-                Err(Errno::EINTR) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            for event in &events[..n] {
-                match event.data() {
-                    LISTENER => self.accept_all(),
-                    SIGNALS => {
-                        if let Ok(Some(info)) = self.signals.read_signal() {
-                            eprintln!(
-                                "signal {} received: closing {} connections",
-                                info.ssi_signo,
-                                self.conns.len()
-                            );
-                            return Ok(()); // dropping the server closes every socket
-                        }
-                    }
-                    token => self.serve(token),
-                }
-            }
-        }
-    }
-
-    /// Accepts every waiting connection, until EAGAIN. (Lesson 03 also
-    /// accepts at most 64 a turn, so that a burst of connects cannot keep
-    /// the clients already connected waiting, and handles running out of
-    /// descriptors; this exercise needs neither.)
-    fn accept_all(&mut self) {
-        loop {
-            match self.listener.accept() {
-                Ok((stream, _peer)) => self.register(stream),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
-                    ) => {}
-                Err(e) => {
-                    eprintln!("accept failed: {e}");
-                    return;
-                }
-            }
-        }
-    }
-
-    fn register(&mut self, stream: TcpStream) {
-        // An accepted socket starts out blocking, whatever the listener is.
-        if let Err(e) = stream.set_nonblocking(true) {
-            eprintln!("cannot make a connection nonblocking: {e}");
-            return;
-        }
-        let token = self.next_token;
-        self.next_token += 1;
-        let interest = EpollFlags::EPOLLIN;
-        if let Err(e) = self.epoll.add(&stream, EpollEvent::new(interest, token)) {
-            eprintln!("cannot watch a connection: {e}");
-            return;
-        }
-        let conn = Conn {
-            stream,
-            interest,
-            received: 0,
-            echoed: 0,
-            queue: Vec::new(),
-        };
-        self.conns.insert(token, conn);
-    }
-
-    /// Serves one event of a connection, then tells epoll what to report
-    /// for it next, if that changed, or closes it.
-    fn serve(&mut self, token: u64) {
-        let Some(conn) = self.conns.get_mut(&token) else {
-            return; // closed earlier in this batch of events
-        };
-        let wanted = match on_ready(conn, &mut self.scratch) {
-            Ok(Some(wanted)) => wanted,
-            Ok(None) => return self.finish(token),
-            Err(e) => {
-                // ECONNRESET, EPIPE: this client is gone; nobody else is.
-                if !matches!(
-                    e.kind(),
-                    io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
-                ) {
-                    eprintln!("connection error: {e}");
-                }
-                self.conns.remove(&token); // closes the socket
-                return;
-            }
-        };
-        if wanted != conn.interest {
-            let mut event = EpollEvent::new(wanted, token);
-            if let Err(e) = self.epoll.modify(&conn.stream, &mut event) {
-                eprintln!("cannot change what epoll watches: {e}");
-                self.conns.remove(&token);
-                return;
-            }
-            conn.interest = wanted;
-        }
-    }
-
-    /// The client has finished: close the connection (dropping the stream
-    /// closes the socket, which also takes it out of the epoll set), and
-    /// say so if the client did not get back every byte it sent.
-    fn finish(&mut self, token: u64) {
-        if let Some(conn) = self.conns.remove(&token)
-            && conn.echoed != conn.received
-        {
-            eprintln!(
-                "a client finished after sending {} bytes, and got {} back",
-                conn.received, conn.echoed
-            );
-        }
-    }
-}
-
 // ANCHOR: solution
-/// One client.
-#[cfg(target_os = "linux")]
-struct Conn {
-    stream: TcpStream,
-    /// What epoll is asked to report for this socket.
-    interest: EpollFlags,
-    /// Bytes read from the client, and bytes written back to it.
-    received: u64,
-    echoed: u64,
-    /// Bytes read but not yet written back, oldest first. Empty (and
-    /// unallocated) while the client keeps up, never more than one read.
-    queue: Vec<u8>,
-}
+mod todo {
+    use std::io::{self, Write};
+    use std::net::TcpStream;
 
-/// The socket is ready (or has an error or hang-up pending, which epoll
-/// always reports). Returns what epoll should report next, or `None` when
-/// the connection is done and must be closed.
-#[cfg(target_os = "linux")]
-fn on_ready(conn: &mut Conn, scratch: &mut [u8]) -> io::Result<Option<EpollFlags>> {
-    // Bytes left over from before go first, or the client would get them
-    // out of order. If they still do not all fit, wait for the next
-    // "writable", and read nothing meanwhile: that is the backpressure.
-    if !conn.queue.is_empty() {
-        let written = write_some(&mut conn.stream, &conn.queue)?;
-        conn.echoed += written as u64;
-        conn.queue.drain(..written);
-        if !conn.queue.is_empty() {
-            return Ok(Some(EpollFlags::EPOLLOUT));
-        }
-        conn.queue = Vec::new(); // an idle connection costs no buffer
+    use nix::sys::epoll::EpollFlags;
+
+    use super::epoll::read_some;
+
+    /// One client.
+    pub struct Conn {
+        pub stream: TcpStream,
+        /// What epoll is asked to report for this socket.
+        pub interest: EpollFlags,
+        /// Bytes read from the client, and bytes written back to it.
+        received: u64,
+        echoed: u64,
+        /// Bytes read but not yet written back, oldest first. Empty (and
+        /// unallocated) while the client keeps up, never more than one read.
+        queue: Vec<u8>,
     }
-    // Level-triggered: one read per event is enough. If more is waiting,
-    // the next epoll_wait reports the socket again.
-    let n = match conn.stream.read(scratch) {
-        // The peer's FIN: nothing more will come. We only read with an
-        // empty queue, so every byte is echoed already and we can close.
-        Ok(0) => return Ok(None),
-        Ok(n) => n,
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-            ) =>
-        {
+
+    impl Conn {
+        /// A client just accepted: epoll is to report it readable.
+        pub fn new(stream: TcpStream) -> Conn {
+            Conn {
+                stream,
+                interest: EpollFlags::EPOLLIN,
+                received: 0,
+                echoed: 0,
+                queue: Vec::new(),
+            }
+        }
+    }
+
+    /// The socket is ready (or has an error or hang-up pending, which epoll
+    /// always reports). Returns what epoll should report next, or `None`
+    /// when the connection is done and must be closed.
+    pub fn on_ready(conn: &mut Conn, scratch: &mut [u8]) -> io::Result<Option<EpollFlags>> {
+        // Bytes left over from before go first, or the client would get them
+        // out of order. If they still do not all fit, wait for the next
+        // "writable", and read nothing meanwhile: that is the backpressure.
+        if !conn.queue.is_empty() {
+            let written = write_some(&mut conn.stream, &conn.queue)?;
+            conn.echoed += written as u64;
+            conn.queue.drain(..written);
+            if !conn.queue.is_empty() {
+                return Ok(Some(EpollFlags::EPOLLOUT));
+            }
+            conn.queue = Vec::new(); // an idle connection costs no buffer
+        }
+        // Level-triggered: one read per event is enough. If more is waiting,
+        // the next epoll_wait reports the socket again.
+        let n = match read_some(&mut conn.stream, scratch)? {
+            // Nothing after all: wait for the next "readable".
+            None => return Ok(Some(EpollFlags::EPOLLIN)),
+            // The peer's FIN: nothing more will come. We only read with an
+            // empty queue, so every byte is echoed already and we can close.
+            Some(0) => {
+                if conn.echoed != conn.received {
+                    eprintln!(
+                        "a client finished after sending {} bytes, and got {} back",
+                        conn.received, conn.echoed
+                    );
+                }
+                return Ok(None);
+            }
+            Some(n) => n,
+        };
+        conn.received += n as u64;
+        let written = write_some(&mut conn.stream, &scratch[..n])?;
+        conn.echoed += written as u64;
+        if written == n {
             return Ok(Some(EpollFlags::EPOLLIN));
         }
-        Err(e) => return Err(e),
-    };
-    conn.received += n as u64;
-    let written = write_some(&mut conn.stream, &scratch[..n])?;
-    conn.echoed += written as u64;
-    if written == n {
-        return Ok(Some(EpollFlags::EPOLLIN));
+        // The send buffer is full: the client reads slower than it sends.
+        // Keep the rest, and ask for "writable" instead of "readable" until
+        // it is sent. (Asking for "writable" while nothing is queued would
+        // wake us for nothing: a socket with room to write is writable nearly
+        // all the time.)
+        conn.queue.extend_from_slice(&scratch[written..n]);
+        Ok(Some(EpollFlags::EPOLLOUT))
     }
-    // The send buffer is full: the client reads slower than it sends. Keep
-    // the rest, and ask for "writable" instead of "readable" until it is
-    // sent. (Asking for "writable" while nothing is queued would wake us for
-    // nothing: a socket with room to write is writable nearly all the time.)
-    conn.queue.extend_from_slice(&scratch[written..n]);
-    Ok(Some(EpollFlags::EPOLLOUT))
-}
 
-/// One `write`: how many bytes the socket took, 0 when its buffer is full.
-#[cfg(target_os = "linux")]
-fn write_some(stream: &mut TcpStream, data: &[u8]) -> io::Result<usize> {
-    match stream.write(data) {
-        Ok(written) => Ok(written),
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-            ) =>
-        {
-            Ok(0)
+    /// One `write`: how many bytes the socket took, 0 when its buffer is full.
+    fn write_some(stream: &mut TcpStream, data: &[u8]) -> io::Result<usize> {
+        match stream.write(data) {
+            Ok(written) => Ok(written),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(0)
+            }
+            Err(e) => Err(e),
         }
-        Err(e) => Err(e),
     }
 }
 // ANCHOR_END: solution

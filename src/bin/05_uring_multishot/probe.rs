@@ -4,8 +4,8 @@
 //! lesson cannot run when the kernel refuses.
 //!
 //! It stands alone (std, io_uring, nix and the library's error line for a
-//! buffer ring, nothing of the lesson's): the chapter's exercise servers
-//! include this very file from `exercises/common/buf_ring.rs`.
+//! buffer ring, nothing of the lesson's): the chapter's exercise server
+//! includes this very file, from `exercises/programs/05-multishot.rs`.
 
 use std::ffi::c_void;
 use std::io::Write;

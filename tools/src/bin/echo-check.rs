@@ -212,6 +212,13 @@ fn exercise_list() -> String {
             e.title,
             ""
         ));
+        if let Some(program) = e.program_path() {
+            text.push_str(&format!(
+                "  {:<22} edit: {}; the rest of the server: {program}\n",
+                "",
+                e.starter_path()
+            ));
+        }
         if !e.server_args.is_empty() {
             text.push_str(&format!(
                 "  {:<22} the server runs with: {}\n",
@@ -308,7 +315,7 @@ fn run_exercises(name: &str, args: &Args) -> ExitCode {
                             "\nDONE: every check of {} passes. Compare with the reference \
                              solution, {}.",
                             exercise.name,
-                            exercise.solution_path()
+                            exercise.answer_path()
                         );
                     } else {
                         print_stderr_tail(&server.stderr());

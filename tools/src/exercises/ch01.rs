@@ -6,6 +6,7 @@ pub(super) const EXERCISES: &[Exercise] = &[
     Exercise {
         name: "01-end-of-file",
         solution: "01-end-of-file",
+        program: Some("01-end-of-file"),
         lesson: "01_blocking",
         title: "The client that left",
         kind: Kind::Fix,
@@ -21,6 +22,7 @@ pub(super) const EXERCISES: &[Exercise] = &[
     Exercise {
         name: "01-idle-timeout",
         solution: "01-idle-timeout",
+        program: Some("01-idle-timeout"),
         lesson: "01_blocking",
         title: "An idle client must not hold the server forever",
         kind: Kind::Extend,
@@ -37,6 +39,7 @@ pub(super) const EXERCISES: &[Exercise] = &[
     Exercise {
         name: "01-syscalls",
         solution: "01-syscalls",
+        program: None,
         lesson: "01_blocking",
         title: "Count the system calls",
         kind: Kind::Measure,

@@ -6,6 +6,7 @@ pub(super) const EXERCISES: &[Exercise] = &[
     Exercise {
         name: "02-lock-across-read",
         solution: "02-lock-across-read",
+        program: Some("02-lock-across-read"),
         lesson: "02_threads",
         title: "A lock held across a read",
         kind: Kind::Fix,
@@ -31,6 +32,7 @@ pub(super) const EXERCISES: &[Exercise] = &[
     Exercise {
         name: "02-connection-cap",
         solution: "02-connection-cap",
+        program: Some("02-connection-cap"),
         lesson: "02_threads",
         title: "A cap on connections",
         kind: Kind::Extend,
@@ -66,6 +68,7 @@ pub(super) const EXERCISES: &[Exercise] = &[
     Exercise {
         name: "02-stack-size",
         solution: "02-stack-size",
+        program: None,
         lesson: "02_threads",
         title: "Smaller stacks",
         kind: Kind::Measure,

@@ -6,6 +6,7 @@ pub(super) const EXERCISES: &[Exercise] = &[
     Exercise {
         name: "03-partial-writes",
         solution: "03-partial-writes",
+        program: Some("03-partial-writes"),
         lesson: "03_epoll",
         title: "Keep what write did not take",
         kind: Kind::Fix,
@@ -37,6 +38,7 @@ pub(super) const EXERCISES: &[Exercise] = &[
     Exercise {
         name: "03-idle-timeout",
         solution: "03-idle-timeout",
+        program: Some("03-idle-timeout"),
         lesson: "03_epoll",
         title: "Close idle connections",
         kind: Kind::Extend,
@@ -53,14 +55,15 @@ pub(super) const EXERCISES: &[Exercise] = &[
             (
                 "basic",
                 "the starter passed this check: your change closes or breaks connections that \
-                 are not idle. Is the activity time set when a connection is accepted, and \
-                 updated on every event?",
+                 are not idle. Does `Idle::new` (a connection just accepted) start its clock, \
+                 and does `touch` (every event of it) set it again?",
             ),
             (
                 "sizes",
                 "the starter passed this check: a connection busy echoing a large message \
-                 was disturbed. Does every event count as activity, writable ones included, \
-                 and does the sweep only drop connections past the limit?",
+                 was disturbed. Does `touch` count every event as activity (writable ones \
+                 come through it too), and does the sweep only drop connections past the \
+                 limit?",
             ),
             (
                 "concurrent",
@@ -72,6 +75,7 @@ pub(super) const EXERCISES: &[Exercise] = &[
     Exercise {
         name: "03-level-vs-edge",
         solution: "03-level-vs-edge",
+        program: None,
         lesson: "03_epoll",
         title: "Level or edge: count the calls",
         kind: Kind::Measure,

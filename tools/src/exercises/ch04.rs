@@ -6,6 +6,7 @@ pub(super) const EXERCISES: &[Exercise] = &[
     Exercise {
         name: "04-short-sends",
         solution: "04-short-sends",
+        program: Some("04-short-sends"),
         lesson: "04_uring",
         title: "Finish a short send",
         kind: Kind::Fix,
@@ -40,6 +41,7 @@ pub(super) const EXERCISES: &[Exercise] = &[
     Exercise {
         name: "04-ring-entries",
         solution: "04-ring-entries",
+        program: None,
         lesson: "04_uring",
         title: "How much one enter carries",
         kind: Kind::Measure,
@@ -50,6 +52,7 @@ pub(super) const EXERCISES: &[Exercise] = &[
     Exercise {
         name: "04-linked-timeout",
         solution: "04-linked-timeout",
+        program: Some("04-linked-timeout"),
         lesson: "04_uring",
         title: "An idle timeout with a linked timeout",
         kind: Kind::Extend,

@@ -8,6 +8,7 @@ pub(super) const EXERCISES: &[Exercise] = &[
     Exercise {
         name: "05-taskrun-modes",
         solution: "05-taskrun-modes",
+        program: None,
         lesson: "05_uring_multishot",
         title: "Measure the task-run modes",
         kind: Kind::Measure,
@@ -18,13 +19,15 @@ pub(super) const EXERCISES: &[Exercise] = &[
     Exercise {
         name: "05-early-recycle",
         solution: "05-multishot",
+        program: Some("05-multishot"),
         lesson: "05_uring_multishot",
         title: "A buffer given back too early",
         kind: Kind::Fix,
         checks: &["concurrent", "stalled"],
-        // Four buffers: a buffer back in the ring is refilled within a few
-        // receives, so the bug shows on every run (with the default 1,024 it
-        // passes every check).
+        // Four buffers (three in the ring: lesson 05's pool keeps a quarter
+        // as its reserve, which this server leaves unused): a buffer back in
+        // the ring is refilled within a few receives, so the bug shows on
+        // every run (with the default 1,024 it passes every check).
         server_args: &["--buffers", "4", "--buffer-size", "64"],
         hints: &[
             (
@@ -47,6 +50,7 @@ pub(super) const EXERCISES: &[Exercise] = &[
     Exercise {
         name: "05-rearm",
         solution: "05-multishot",
+        program: Some("05-multishot"),
         lesson: "05_uring_multishot",
         title: "A multishot receive that ended",
         kind: Kind::Fix,

@@ -2,13 +2,23 @@
 //!
 //! Each exercise lives in `exercises/NAME/`: a `README.md` with the statement
 //! (the chapter includes it), and for exercises with code, a `starter.rs` the
-//! student edits, with a `// TODO` where the work is. The reference solution
-//! is `exercises/solutions/NAME.rs` (or `.md` for a measure-and-explain
-//! exercise), out of the way until wanted; two exercises that plant
-//! different bugs in one program share one solution (see
-//! [`Exercise::solution`]). Starters and solutions are Cargo examples:
-//! `cargo run --example NAME` runs a starter, `cargo run --example
-//! SOLUTION-solution` its solution.
+//! student edits. The server itself is written once, as a *program*,
+//! `exercises/programs/PROGRAM.rs` ([`Exercise::program`]), which the
+//! starter and the reference solution both take in with `include!`; the
+//! program leaves out the exercise's *region*, a module it calls by name
+//! (`todo::serve(..)`, or methods of its `Server` defined there), and the
+//! including file defines it. The starter's region, between `// ANCHOR:
+//! todo` markers, holds the `// TODO`; the reference solution,
+//! `exercises/solutions/NAME.rs` (or `.md` for a measure-and-explain
+//! exercise), out of the way until wanted, has the same shape with the
+//! region solved, between `// ANCHOR: solution` markers. Outside its region
+//! a starter is its solution, line for line (`tests/exercises.rs` holds
+//! them to it). Two exercises that plant different bugs in one program
+//! share one solution (see [`Exercise::solution`]), which takes each
+//! solved region from the file named after its exercise; each starter takes
+//! the other exercise's solved region from there too. Starters and
+//! solutions are Cargo examples: `cargo run --example NAME` runs a starter,
+//! `cargo run --example SOLUTION-solution` its solution.
 //!
 //! `echo-check --exercise NAME` builds the starter, starts it with the
 //! exercise's options, runs the exercise's checks and says what to look at
@@ -56,6 +66,10 @@ pub struct Exercise {
     /// exercise's own name, except where exercises plant different bugs in
     /// the same program and so share one solution.
     pub solution: &'static str,
+    /// The server, all but the exercise's region:
+    /// `exercises/programs/PROGRAM.rs`, which the starter and the solution
+    /// `include!`. `None` for [`Kind::Measure`].
+    pub program: Option<&'static str>,
     /// The lesson it belongs to (a name in [`crate::LESSONS`]).
     pub lesson: &'static str,
     /// The title the chapter gives it.
@@ -96,6 +110,25 @@ impl Exercise {
             format!("exercises/solutions/{}.rs", self.solution)
         } else {
             format!("exercises/solutions/{}.md", self.solution)
+        }
+    }
+
+    /// The program the starter and the solution take in, if the exercise
+    /// has code.
+    pub fn program_path(&self) -> Option<String> {
+        self.program
+            .map(|program| format!("exercises/programs/{program}.rs"))
+    }
+
+    /// What to compare a finished starter with: the file with this
+    /// exercise's region solved. That is the reference solution itself,
+    /// except where exercises share one: then it is the file of this
+    /// exercise's region, which the shared solution takes in.
+    pub fn answer_path(&self) -> String {
+        if self.has_code() {
+            format!("exercises/solutions/{}.rs", self.name)
+        } else {
+            self.solution_path()
         }
     }
 

@@ -170,19 +170,44 @@ fn fragments(dir: &Path) -> BTreeMap<String, String> {
 
 #[test]
 fn the_committed_tables_are_what_the_data_renders() {
-    let data = committed();
-    let scratch = std::env::temp_dir().join(format!("ladder-tables-{}", std::process::id()));
-    tables::write(&scratch, &data, "chapters/data").expect("the tables render");
+    // The results chapter's run, and every chapter's own run in a folder of
+    // its own below it (`chapters/data/05/`, ...): the same renderer, the
+    // same rule.
+    let mut folders = vec!["chapters/data".to_string()];
+    for entry in std::fs::read_dir(data_dir()).unwrap().flatten() {
+        if entry.path().join("ladder.json").is_file() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            folders.push(format!("chapters/data/{name}"));
+        }
+    }
+    for folder in folders {
+        tables_match_the_data(&folder);
+    }
+}
+
+/// The Markdown tables under `FOLDER/tables/` are exactly what
+/// `FOLDER/ladder.json` renders to.
+fn tables_match_the_data(folder: &str) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(folder);
+    let text = std::fs::read_to_string(dir.join("ladder.json")).unwrap();
+    let data: LadderData = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{folder}/ladder.json does not parse: {e}"));
+    let scratch = std::env::temp_dir().join(format!(
+        "ladder-tables-{}-{}",
+        std::process::id(),
+        folder.replace('/', "-")
+    ));
+    tables::write(&scratch, &data, folder).expect("the tables render");
     let fresh = fragments(&scratch.join(tables::DIR));
     let _ = std::fs::remove_dir_all(&scratch);
-    let committed = fragments(&data_dir().join(tables::DIR));
-    let redraw = "run `cargo run --release --bin echo-ladder -- --redraw --out chapters/data`";
+    let committed = fragments(&dir.join(tables::DIR));
+    let redraw = format!("run `cargo run --release --bin echo-ladder -- --redraw --out {folder}`");
     for (name, text) in &fresh {
         match committed.get(name) {
-            None => panic!("chapters/data/tables/{name} is missing: {redraw}"),
+            None => panic!("{folder}/tables/{name} is missing: {redraw}"),
             Some(old) => assert!(
                 old == text,
-                "chapters/data/tables/{name} differs from what the data renders: {redraw}\n\
+                "{folder}/tables/{name} differs from what the data renders: {redraw}\n\
                  --- committed\n{old}\n--- rendered\n{text}"
             ),
         }
@@ -190,7 +215,7 @@ fn the_committed_tables_are_what_the_data_renders() {
     for name in committed.keys() {
         assert!(
             fresh.contains_key(name),
-            "chapters/data/tables/{name} is no longer made from the data: remove it, or {redraw}"
+            "{folder}/tables/{name} is no longer made from the data: remove it, or {redraw}"
         );
     }
 }

@@ -60,18 +60,11 @@ fn default_pool_passes_every_check_without_allocating() {
     assert_eq!(stat(&stderr, "allocations_after_startup"), 0, "{stderr}");
     assert_eq!(stat(&stderr, "cq_dropped"), 0, "{stderr}");
     assert_eq!(stat(&stderr, "cq_overflowed"), 0, "{stderr}");
-    // `--batch auto`: the grader's 200 concurrent clients (and its 2,000
-    // idle ones) are more than 16 busy connections, so it waited for
-    // batches, and every check passed all the same.
-    if stderr.contains("batching needs Linux 6.12") {
-        eprintln!("no batching to check: this kernel has no min-wait");
-        assert_eq!(stat(&stderr, "batched_enters"), 0, "{stderr}");
-    } else {
-        assert!(
-            stat(&stderr, "batched_enters") > 0,
-            "it never batched: {stderr}"
-        );
-    }
+    // `--batch auto` decides by load (`batch.rs`, whose unit tests hold
+    // the decision); whether the grader's load made it batch depends on
+    // how busy this machine is, so it is only reported here, and
+    // `batched_waits_pass_every_check` holds batching to every check.
+    eprintln!("batched_enters {}", stat(&stderr, "batched_enters"));
 }
 
 #[test]

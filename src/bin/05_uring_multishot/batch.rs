@@ -3,34 +3,35 @@
 //!
 //! Waiting for one completion returns as soon as there is work, so no
 //! reply waits on another client's. But a server faster than its clients
-//! then finds one or two completions per enter, and makes an enter for
-//! every echo or two. Waiting for a batch cuts the enters, but while the
-//! kernel collects it, the completions that have already come wait too: with
-//! 8 ping-pong clients that halved the echoes per second, because every
-//! client was waiting for its echo; with 50 it cost nothing, because the
-//! client always had other connections to serve.
+//! then finds a few completions per enter, and makes an enter every echo or
+//! two. Waiting for a batch (with Linux 6.12's min-wait: N completions, or
+//! `--batch-wait-usec` after the first) cuts the enters, and it has two
+//! prices, both measured (chapter 05, "What it costs"):
 //!
-//! So `--batch auto` (the default) waits for a batch only while many
-//! connections are busy: it counts the connections that received anything
-//! in the last millisecond, and while there are at least [`BUSY`], it waits
-//! for half as many completions (at most [`MOST`]), or for
-//! `--batch-wait-usec` after the first one, whichever comes first. Fewer
-//! busy connections, one completion. `--batch N` fixes the number instead.
-//! A wait for a batch with a time limit that starts at the first completion
-//! is the "min-wait" of Linux 6.12; without it, `auto` waits for one, always.
+//! - with few clients, every client waits for its own echo while the batch
+//!   gathers: 8 ping-pong clients lost half their echoes per second;
+//! - with a server that is not busy, the wait usually ends on its timer,
+//!   and a sleep that ends on a timer costs more than one that ends on a
+//!   completion: at a fixed 88,000 echoes a second, even a batch of 2 cost
+//!   about 40% more server CPU per echo than waiting for one.
+//!
+//! Neither price is paid when many connections are busy *and* the server is
+//! busy: completions then come faster than it handles them, and a batch
+//! fills before its timer. So `--batch auto` (the default) counts the
+//! connections that received anything in the last millisecond and measures
+//! the share of the last 10 ms the server's thread spent on the CPU, and
+//! waits for a batch (half as many completions as busy connections, at
+//! most [`MOST`]) only while at least [`BUSY`] connections are busy and the
+//! thread is busy at least [`BUSY_SHARE_ON`] of the time; it stops below
+//! [`BUSY_SHARE_OFF`]. `--batch N` fixes the number instead.
 
 use std::time::{Duration, Instant};
 
-// ANCHOR: batch
-/// What `--batch` asked for.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum BatchChoice {
-    /// Wait for a batch only while many connections are busy.
-    Auto,
-    /// Always wait for this many completions (or the time limit).
-    Fixed(u32),
-}
+use nix::time::{ClockId, clock_gettime};
 
+use crate::BatchChoice;
+
+// ANCHOR: batch
 /// The fewest busy connections for which `auto` waits for a batch: below
 /// this, clients wait on their own echoes and a batch wait costs them.
 pub(crate) const BUSY: u32 = 16;
@@ -38,8 +39,17 @@ pub(crate) const BUSY: u32 = 16;
 /// The largest batch `auto` waits for.
 pub(crate) const MOST: u32 = 32;
 
-/// How long one count of busy connections lasts.
+/// The share of its time the server's thread must be on the CPU for
+/// `auto` to start batching, and below which it stops (two marks, so that
+/// it does not flip at every window when the share sits near one).
+pub(crate) const BUSY_SHARE_ON: f64 = 0.75;
+pub(crate) const BUSY_SHARE_OFF: f64 = 0.6;
+
+/// How long one count of busy connections lasts, and one measure of the
+/// thread's CPU share (reading the thread's CPU clock is a system call:
+/// a hundred a second is nothing next to the enters it saves).
 const WINDOW: Duration = Duration::from_millis(1);
+const CPU_WINDOW: Duration = Duration::from_millis(10);
 
 /// The batch policy and what it has seen.
 pub(crate) struct Batching {
@@ -53,6 +63,11 @@ pub(crate) struct Batching {
     active: u32,
     /// Connections that received something in the last complete window.
     busy: u32,
+    /// When the current CPU window began, and the thread's CPU time then.
+    cpu_started: Instant,
+    cpu_then: Duration,
+    /// Whether `auto` is batching now.
+    on: bool,
 }
 
 impl Batching {
@@ -64,6 +79,9 @@ impl Batching {
             window: 1,
             active: 0,
             busy: 0,
+            cpu_started: Instant::now(),
+            cpu_then: thread_cpu_time(),
+            on: false,
         }
     }
 
@@ -89,7 +107,15 @@ impl Batching {
                     self.window = self.window.wrapping_add(1).max(1);
                     self.started = now;
                 }
-                auto_batch(self.busy)
+                if now.duration_since(self.cpu_started) >= CPU_WINDOW {
+                    let cpu = thread_cpu_time();
+                    let share = (cpu.saturating_sub(self.cpu_then)).as_secs_f64()
+                        / now.duration_since(self.cpu_started).as_secs_f64();
+                    self.on = decide(self.on, self.busy, share);
+                    self.cpu_then = cpu;
+                    self.cpu_started = now;
+                }
+                if self.on { auto_batch(self.busy) } else { 1 }
             }
         }
     }
@@ -104,30 +130,28 @@ impl Batching {
                 .into(),
             BatchChoice::Auto => format!(
                 "waits for 1 completion, or for up to {MOST} (or {wait_usec} µs) while \
-                 {BUSY} or more connections are busy"
+                 {BUSY} or more connections and the server are busy"
             ),
         }
     }
 }
 
-/// The batch `auto` waits for with `busy` connections busy.
-pub(crate) fn auto_batch(busy: u32) -> usize {
-    if busy < BUSY {
-        1
-    } else {
-        (busy / 2).min(MOST) as usize
-    }
+/// Whether `auto` batches next, given whether it batched, the busy
+/// connections, and the thread's CPU share over the last CPU window.
+pub(crate) fn decide(on: bool, busy: u32, share: f64) -> bool {
+    let mark = if on { BUSY_SHARE_OFF } else { BUSY_SHARE_ON };
+    busy >= BUSY && share >= mark
 }
 
-/// Parses `--batch`: `auto`, or a number from 1 to 4096.
-pub(crate) fn parse_batch(text: &str) -> Result<BatchChoice, String> {
-    if text == "auto" {
-        return Ok(BatchChoice::Auto);
-    }
-    match text.parse::<u32>() {
-        Ok(n) if (1..=4096).contains(&n) => Ok(BatchChoice::Fixed(n)),
-        _ => Err("`auto`, or a number of completions from 1 to 4096".into()),
-    }
+/// The batch `auto` waits for with `busy` connections busy.
+pub(crate) fn auto_batch(busy: u32) -> usize {
+    (busy / 2).clamp(1, MOST) as usize
+}
+
+/// The CPU time this thread has used (`CLOCK_THREAD_CPUTIME_ID`), zero if
+/// it cannot be read (then `auto` never batches: its share reads as 0).
+fn thread_cpu_time() -> Duration {
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).map_or(Duration::ZERO, Duration::from)
 }
 // ANCHOR_END: batch
 
@@ -136,10 +160,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn few_busy_connections_wait_for_one_completion() {
-        for busy in [0, 1, 8, BUSY - 1] {
-            assert_eq!(auto_batch(busy), 1, "{busy}");
-        }
+    fn batches_only_with_many_busy_connections_and_a_busy_server() {
+        assert!(!decide(false, 8, 1.0), "few connections");
+        assert!(!decide(false, 50, 0.5), "an idle server");
+        assert!(decide(false, 50, 0.8));
+        // Once on, it stays on down to the lower mark, then stops.
+        assert!(decide(true, 50, 0.7));
+        assert!(!decide(true, 50, 0.5));
+        assert!(!decide(true, BUSY - 1, 1.0));
+    }
+
+    #[test]
+    fn the_batch_is_half_the_busy_connections_at_most_32() {
         assert_eq!(auto_batch(BUSY), (BUSY / 2) as usize);
         assert_eq!(auto_batch(50), 25);
         assert_eq!(auto_batch(1000), MOST as usize);
@@ -155,26 +187,38 @@ mod tests {
             }
         }
         assert_eq!(batching.active, 20);
-        // The window closes: 20 were busy, so the next wait is for 10.
         batching.started -= WINDOW;
-        assert_eq!(batching.want(), 10);
-        assert_eq!(batching.active, 0);
+        batching.want();
+        assert_eq!((batching.busy, batching.active), (20, 0));
     }
 
     #[test]
     fn without_min_wait_auto_waits_for_one() {
         let mut batching = Batching::new(BatchChoice::Auto, false);
         batching.busy = 1000;
+        batching.on = true;
         assert_eq!(batching.want(), 1);
         assert_eq!(Batching::new(BatchChoice::Fixed(8), false).want(), 8);
     }
 
     #[test]
     fn batch_parses() {
+        use crate::parse_batch;
         assert_eq!(parse_batch("auto"), Ok(BatchChoice::Auto));
         assert_eq!(parse_batch("32"), Ok(BatchChoice::Fixed(32)));
         assert!(parse_batch("0").is_err());
         assert!(parse_batch("4097").is_err());
         assert!(parse_batch("lots").is_err());
+    }
+
+    #[test]
+    fn the_threads_cpu_time_moves() {
+        let before = thread_cpu_time();
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        assert!(x != 1);
+        assert!(thread_cpu_time() > before);
     }
 }

@@ -83,8 +83,8 @@ mod probe;
 // the best task-run mode this kernel has;
 #[cfg(target_os = "linux")]
 mod taskrun;
-// how many completions each enter waits for (`--batch`; no system call of
-// its own, so it is not gated);
+// how many completions each enter waits for (`--batch auto`);
+#[cfg(target_os = "linux")]
 mod batch;
 // signals, and a shutdown that waits for the kernel;
 #[cfg(target_os = "linux")]
@@ -160,8 +160,8 @@ struct Args {
     /// `auto` waits for more only while 16 or more connections are busy.
     /// Above 1 it needs Linux 6.12: past --batch-wait-usec after the first
     /// completion, the wait returns with what has come.
-    #[arg(long, default_value = "auto", value_parser = batch::parse_batch)]
-    batch: batch::BatchChoice,
+    #[arg(long, default_value = "auto", value_parser = parse_batch)]
+    batch: BatchChoice,
 
     /// When waiting for a batch: the longest an enter waits for the whole
     /// batch after the first completion, in microseconds.
@@ -199,6 +199,26 @@ fn parse_buffers(text: &str) -> Result<u16, String> {
         );
     }
     Ok(n as u16)
+}
+/// What `--batch` asked for (see `batch.rs`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum BatchChoice {
+    /// Wait for a batch only while it costs nothing: many busy connections
+    /// and a busy server.
+    Auto,
+    /// Always wait for this many completions (or the time limit).
+    Fixed(u32),
+}
+
+/// Parses `--batch`: `auto`, or a number from 1 to 4096.
+fn parse_batch(text: &str) -> Result<BatchChoice, String> {
+    if text == "auto" {
+        return Ok(BatchChoice::Auto);
+    }
+    match text.parse::<u32>() {
+        Ok(n) if (1..=4096).contains(&n) => Ok(BatchChoice::Fixed(n)),
+        _ => Err("`auto`, or a number of completions from 1 to 4096".into()),
+    }
 }
 // ANCHOR_END: options
 

@@ -13,7 +13,8 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use uring_echo_book::uring::{self, Needed};
 
-use crate::batch::{BatchChoice, Batching};
+use crate::BatchChoice;
+use crate::batch::Batching;
 use crate::conn::{Conn, RecvMode, Shot};
 use crate::pool::Pool;
 use crate::probe;

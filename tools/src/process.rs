@@ -13,6 +13,8 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+#[cfg(target_os = "linux")]
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -516,6 +518,9 @@ pub struct EnterFaults {
     /// dropped, the child's copy (closed at exec) is the only one, so a
     /// child that sent nothing makes our end read end-of-file, not wait.
     _theirs: std::os::unix::net::UnixStream,
+    /// Calls decided but withdrawn before the answer reached them (see
+    /// [`EnterFaults::withdrawn`]).
+    withdrawn: Arc<AtomicU64>,
 }
 
 #[cfg(target_os = "linux")]
@@ -576,14 +581,33 @@ impl EnterFaults {
                 sent
             });
         }
-        thread::spawn(move || answer(ours, decide));
-        Ok(EnterFaults { _theirs: theirs })
+        let withdrawn = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&withdrawn);
+        thread::spawn(move || answer(ours, decide, &counter));
+        Ok(EnterFaults {
+            _theirs: theirs,
+            withdrawn,
+        })
+    }
+
+    /// A counter of the calls that `decide` saw but that never received its
+    /// answer, readable after this is dropped. A call waiting for its answer
+    /// can be interrupted (by io_uring's own task work on the child, for
+    /// instance); the kernel then withdraws it and, as with any interrupted
+    /// call, restarts it, so `decide` sees the same call twice while the
+    /// child made it once. Subtract this from `decide`'s count.
+    pub fn withdrawn(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.withdrawn)
     }
 }
 
 /// `EnterFaults`' thread: receives the listener, then answers each call.
 #[cfg(target_os = "linux")]
-fn answer(ours: std::os::unix::net::UnixStream, mut decide: impl FnMut(EnterCall) -> EnterVerdict) {
+fn answer(
+    ours: std::os::unix::net::UnixStream,
+    mut decide: impl FnMut(EnterCall) -> EnterVerdict,
+    withdrawn: &AtomicU64,
+) {
     use nix::libc;
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
@@ -633,8 +657,11 @@ fn answer(ours: std::os::unix::net::UnixStream, mut decide: impl FnMut(EnterCall
             EnterVerdict::Fail(errno) => response.error = -errno,
         }
         // SAFETY: the ioctl reads one seccomp_notif_resp. It fails (ENOENT)
-        // if the call went away meanwhile, which is fine.
-        unsafe { libc::ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_SEND, &response) };
+        // if the call went away meanwhile: interrupted, to be restarted and
+        // reported again, or its process killed. Either way it was not made.
+        if unsafe { libc::ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_SEND, &response) } != 0 {
+            withdrawn.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 

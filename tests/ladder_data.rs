@@ -219,3 +219,55 @@ fn tables_match_the_data(folder: &str) {
         );
     }
 }
+
+/// The ratio tables divide within a round: worked out here from the runs
+/// themselves for one cell (05 against 03, CPU per echo, ping-pong with 50
+/// clients), the median of the per-round ratios must be what the committed
+/// table shows in 05's row.
+#[test]
+fn a_ratio_is_the_median_of_the_ratios_within_each_round() {
+    let data = committed();
+    let cpu = |server: &str, round: usize| {
+        data.runs
+            .iter()
+            .find(|r| {
+                r.server == server
+                    && r.shape == "pingpong-50"
+                    && r.round == round
+                    && r.error.is_none()
+            })
+            .and_then(|r| Some(r.user_us_per_echo? + r.system_us_per_echo?))
+    };
+    let mut ratios: Vec<f64> = (1..=data.settings.rounds)
+        .filter_map(|round| Some(cpu("05_uring_multishot", round)? / cpu("03_epoll", round)?))
+        .collect();
+    assert!(
+        !ratios.is_empty(),
+        "05 and 03 ran pingpong-50 in the same rounds"
+    );
+    ratios.sort_by(f64::total_cmp);
+    let n = ratios.len();
+    let median = if n % 2 == 1 {
+        ratios[n / 2]
+    } else {
+        (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0
+    };
+    let table = std::fs::read_to_string(data_dir().join("tables/ladder-ratios-03_epoll.md"))
+        .expect("the ratio table against 03 is committed");
+    // The first table in the fragment is CPU; its 05 row, third shape column.
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("| 05_uring_multishot |"))
+        .expect("05 has a row");
+    let column = data
+        .settings
+        .shapes
+        .iter()
+        .position(|s| s.name == "pingpong-50")
+        .expect("the data has pingpong-50");
+    let cell = row.split('|').nth(column + 2).unwrap().trim();
+    assert!(
+        cell.starts_with(&format!("{median:.2}")),
+        "05 × 03 at pingpong-50 is {median:.2} by the runs, the table says {cell}"
+    );
+}

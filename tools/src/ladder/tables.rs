@@ -26,14 +26,19 @@
 //! - `ladder-syscalls.md`: system calls per echo under strace beside the
 //!   untraced count;
 //! - `ladder-memory.md`: memory per idle connection, the server's and the
-//!   kernel's.
+//!   kernel's;
+//! - `ladder-ratios-BASE.md`: every server's CPU per echo and requests/s
+//!   divided by BASE's in the same round, the median of those ratios and
+//!   their range, in every shape. BASE is lesson 03 (the reference the book
+//!   divides by) and each variant (a variant is measured to be compared).
+//!   A ratio taken within a round cancels what a slow spell did to both.
 
 use std::fmt::Write as _;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use super::summary::{self, Cell, Spread};
-use super::{LadderData, Shape, ShapeKind};
+use super::{LadderData, Run, Shape, ShapeKind};
 
 /// The folder, inside the data's, that holds the fragments.
 pub const DIR: &str = "tables";
@@ -63,6 +68,12 @@ pub fn render(data: &LadderData, out: &str) -> Vec<Fragment> {
     }
     fragments.push(fragment("ladder-syscalls.md", syscalls_table(data)));
     fragments.push(fragment("ladder-memory.md", memory_table(data)));
+    for base in baselines(data) {
+        fragments.push(fragment(
+            &format!("ladder-ratios-{base}.md"),
+            ratios_table(data, base),
+        ));
+    }
     for f in &mut fragments {
         let _ = write!(
             f.text,
@@ -433,6 +444,90 @@ fn kernel_method(data: &LadderData) -> String {
     method
         .or(why_not)
         .unwrap_or_else(|| "not measured".to_string())
+}
+
+/// The servers the ratio tables divide by: lesson 03 where it was measured,
+/// and every variant.
+fn baselines(data: &LadderData) -> Vec<&str> {
+    summary::measured(data)
+        .into_iter()
+        .filter(|s| s.name == REFERENCE || s.kind == "variant")
+        .map(|s| s.name.as_str())
+        .collect()
+}
+
+/// The lesson the book divides by.
+const REFERENCE: &str = "03_epoll";
+
+/// Every other server against `base`, round by round, in every shape: CPU
+/// per echo, then requests/s.
+fn ratios_table(data: &LadderData, base: &str) -> String {
+    let shapes = &data.settings.shapes;
+    let how = match data.settings.rounds {
+        1 => "one round".to_string(),
+        n => format!(
+            "the median of the {n} rounds' ratios, the lowest and highest round in brackets"
+        ),
+    };
+    let mut out = format!(
+        "Each figure divided by `{base}`'s in the same round: {how}. Below 1, less CPU per \
+         echo (or fewer requests/s) than `{base}`.\n"
+    );
+    for (title, figure) in [
+        (
+            "Server CPU µs per echo",
+            summary::cpu_us as fn(&Run) -> Option<f64>,
+        ),
+        ("Requests/s", summary::rate),
+    ] {
+        let _ = write!(out, "\n**{title}, × `{base}`**\n\n| server |");
+        for shape in shapes {
+            let _ = write!(out, " `{}` |", shape.name);
+        }
+        out.push_str("\n|---|");
+        out.push_str(&"---:|".repeat(shapes.len()));
+        out.push('\n');
+        for server in summary::measured(data) {
+            if server.name == base {
+                continue;
+            }
+            let _ = write!(out, "| {} |", server.name);
+            for shape in shapes {
+                let text = round_ratios(data, shape, &server.name, base, figure)
+                    .map_or("–".to_string(), |s| ranged(s, |v| format!("{v:.2}")));
+                let _ = write!(out, " {text} |");
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// `figure` of `server` over `figure` of `base`, in each round where both
+/// ran without error.
+fn round_ratios(
+    data: &LadderData,
+    shape: &Shape,
+    server: &str,
+    base: &str,
+    figure: fn(&Run) -> Option<f64>,
+) -> Option<Spread> {
+    let of = |name: &str, round: usize| {
+        data.runs
+            .iter()
+            .find(|r| {
+                r.server == name && r.shape == shape.name && r.round == round && r.error.is_none()
+            })
+            .and_then(figure)
+    };
+    let ratios: Vec<f64> = data
+        .runs
+        .iter()
+        .filter(|r| r.server == server && r.shape == shape.name)
+        .filter_map(|r| Some(of(server, r.round)? / of(base, r.round)?))
+        .filter(|v| v.is_finite())
+        .collect();
+    summary::spread(&ratios)
 }
 
 /// "1 round", "3 rounds".

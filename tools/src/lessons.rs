@@ -112,6 +112,15 @@ pub const LESSONS: &[Lesson] = &[
         needs_io_uring: true,
         expected_failures: &[],
     },
+    Lesson {
+        name: "06_uring_bundles",
+        chapter: "06_uring_bundles.md",
+        model: "lesson 05 with receive bundles, gathered sends, registered files",
+        cannot: "one core; on loopback the kernel's TCP work is the floor, and zero-copy still copies",
+        linux_only: true,
+        needs_io_uring: true,
+        expected_failures: &[],
+    },
 ];
 
 /// A server that is not a lesson: the line every lesson is compared with.

@@ -174,7 +174,10 @@ fn the_committed_tables_are_what_the_data_renders() {
     // below it (`chapters/data/05/`, `chapters/data/06/targets/`, ...): the
     // same renderer, the same rule.
     let folders = data_folders(&data_dir(), "chapters/data");
-    assert!(folders.len() > 1, "the chapters' own runs are found: {folders:?}");
+    assert!(
+        folders.len() > 1,
+        "the chapters' own runs are found: {folders:?}"
+    );
     for folder in folders {
         tables_match_the_data(&folder);
     }

@@ -170,19 +170,33 @@ fn fragments(dir: &Path) -> BTreeMap<String, String> {
 
 #[test]
 fn the_committed_tables_are_what_the_data_renders() {
-    // The results chapter's run, and every chapter's own run in a folder of
-    // its own below it (`chapters/data/05/`, ...): the same renderer, the
-    // same rule.
-    let mut folders = vec!["chapters/data".to_string()];
-    for entry in std::fs::read_dir(data_dir()).unwrap().flatten() {
-        if entry.path().join("ladder.json").is_file() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            folders.push(format!("chapters/data/{name}"));
-        }
-    }
+    // The results chapter's run, and every other run committed anywhere
+    // below it (`chapters/data/05/`, `chapters/data/06/targets/`, ...): the
+    // same renderer, the same rule.
+    let folders = data_folders(&data_dir(), "chapters/data");
+    assert!(
+        folders.len() > 1,
+        "the chapters' own runs are found: {folders:?}"
+    );
     for folder in folders {
         tables_match_the_data(&folder);
     }
+}
+
+/// `folder` (under the repository root, as `dir` is on disk) and every
+/// folder below it that holds a `ladder.json`, at any depth.
+fn data_folders(dir: &Path, folder: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    if dir.join("ladder.json").is_file() {
+        found.push(folder.to_string());
+    }
+    let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries.iter().filter(|e| e.path().is_dir()) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        found.extend(data_folders(&entry.path(), &format!("{folder}/{name}")));
+    }
+    found
 }
 
 /// The Markdown tables under `FOLDER/tables/` are exactly what

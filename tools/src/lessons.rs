@@ -112,6 +112,15 @@ pub const LESSONS: &[Lesson] = &[
         needs_io_uring: true,
         expected_failures: &[],
     },
+    Lesson {
+        name: "06_uring_bundles",
+        chapter: "06_uring_bundles.md",
+        model: "lesson 05 with receive bundles, gathered sends, registered files",
+        cannot: "one core; on loopback the kernel's TCP work is the floor, and zero-copy still copies",
+        linux_only: true,
+        needs_io_uring: true,
+        expected_failures: &[],
+    },
 ];
 
 /// A server that is not a lesson: the line every lesson is compared with.
@@ -169,11 +178,14 @@ pub const PEERS: &[Peer] = &[
         expected_failures: &[
             // One peer sends up to 64 MiB: more than the kernel's socket
             // buffers on the way back hold, so its echo waits and its
-            // receive drains the pool, every time.
+            // receive drains the pool, nearly every time. On a loaded
+            // two-core machine the other client was sometimes served before
+            // the pool ran dry (2 runs in 4 of the peers' test, while other
+            // builds ran), so a pass is a pass, not a surprise.
             Expected {
                 check: "stalled",
                 why: ONE_SHARED_POOL,
-                always: true,
+                always: false,
             },
             // 32 peers send 8 MiB each: in most runs the kernel's socket
             // buffers on the way back absorb all of it, no echo waits, and

@@ -21,6 +21,16 @@ const browser = await chromium.launch({ executablePath: executable, headless: tr
 const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
 const checkedLinks = new Map();
 
+// A screenshot, for a person to look at: a failure is a problem to report,
+// never a crash of the whole check.
+async function shot(page, path, label) {
+  try {
+    await page.screenshot({ path });
+  } catch (e) {
+    problem(label, `no screenshot: ${e.message.split("\n")[0]}`);
+  }
+}
+
 for (const name of pages) {
   const page = await context.newPage();
   const errors = [];
@@ -78,7 +88,7 @@ for (const name of pages) {
   } catch {
     problem("search", "no results listed for ENOBUFS within 10 s");
   }
-  await page.screenshot({ path: `${shots}/search-ENOBUFS.png` });
+  await shot(page, `${shots}/search-ENOBUFS.png`, "search");
   await page.close();
 }
 
@@ -87,7 +97,7 @@ for (const name of ["05_uring_multishot.html", "results.html"]) {
   if (!pages.includes(name)) continue;
   const page = await context.newPage();
   await page.goto(`${base}/${name}`, { waitUntil: "load" });
-  await page.screenshot({ path: `${shots}/${name.replace(".html", "")}.png`, fullPage: false });
+  await shot(page, `${shots}/${name.replace(".html", "")}.png`, name);
   await page.close();
 }
 

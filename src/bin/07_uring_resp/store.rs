@@ -46,57 +46,51 @@ impl Store {
     }
 
     /// The live entry of `key` at time `now`; an expired one is deleted
-    /// here, on access.
+    /// here, on access. While no key has an expiry (the sweep's list is
+    /// empty), one lookup, with no expiry to check.
     pub(crate) fn get(&mut self, key: &[u8], now: u64) -> Option<&mut Entry> {
-        let expired = self
-            .map
-            .get(key)
-            .is_some_and(|e| e.expires.is_some_and(|t| t <= now));
-        if expired {
-            self.delete(key);
-            return None;
+        if !self.volatile.is_empty() {
+            let expired = self
+                .map
+                .get(key)
+                .is_some_and(|e| e.expires.is_some_and(|t| t <= now));
+            if expired {
+                self.delete(key);
+                return None;
+            }
         }
         self.map.get_mut(key)
     }
 
     /// Sets `key` to `value`, expiring at `expires` (or never). An existing
     /// value's memory is reused when it is big enough, so a client that
-    /// keeps setting the same keys makes no allocation.
+    /// keeps setting the same keys makes no allocation, and one lookup.
     pub(crate) fn set(
         &mut self,
         key: &[u8],
         value: &[u8],
         expires: Option<u64>,
     ) -> Result<(), OutOfMemory> {
-        let old = self.map.get(key).map(|e| e.value.capacity());
-        let growth = match old {
-            Some(capacity) => value.len().saturating_sub(capacity),
-            None => key.len() + value.len() + ENTRY_OVERHEAD,
-        };
-        if self.used + growth > self.max {
+        if let Some(entry) = self.map.get_mut(key) {
+            let capacity = entry.value.capacity();
+            if self.used + value.len().saturating_sub(capacity) > self.max {
+                return Err(OutOfMemory);
+            }
+            write_value(entry, value, expires, key, &mut self.volatile);
+            // Count what the value really holds (an allocator may round up).
+            self.used = self.used - capacity + entry.value.capacity();
+            return Ok(());
+        }
+        if self.used + key.len() + value.len() + ENTRY_OVERHEAD > self.max {
             return Err(OutOfMemory);
         }
-        let entry = match self.map.get_mut(key) {
-            Some(entry) => entry,
-            None => self.map.entry(key.into()).or_insert(Entry {
-                value: Vec::new(),
-                expires: None,
-                listed: false,
-            }),
-        };
-        entry.value.clear();
-        entry.value.reserve_exact(value.len());
-        entry.value.extend_from_slice(value);
-        // Count what the value really holds (an allocator may round up).
-        self.used = match old {
-            Some(capacity) => self.used - capacity + entry.value.capacity(),
-            None => self.used + key.len() + entry.value.capacity() + ENTRY_OVERHEAD,
-        };
-        entry.expires = expires;
-        if expires.is_some() && !entry.listed {
-            entry.listed = true;
-            self.volatile.push(key.into());
-        }
+        let entry = self.map.entry(key.into()).or_insert(Entry {
+            value: Vec::new(),
+            expires: None,
+            listed: false,
+        });
+        write_value(entry, value, expires, key, &mut self.volatile);
+        self.used += key.len() + entry.value.capacity() + ENTRY_OVERHEAD;
         Ok(())
     }
 
@@ -150,6 +144,25 @@ impl Store {
             }
         }
         deleted
+    }
+}
+
+/// Writes `value` into `entry` (reusing its memory), with its expiry; a
+/// key that now expires joins the sweep's list.
+fn write_value(
+    entry: &mut Entry,
+    value: &[u8],
+    expires: Option<u64>,
+    key: &[u8],
+    volatile: &mut Vec<Box<[u8]>>,
+) {
+    entry.value.clear();
+    entry.value.reserve_exact(value.len());
+    entry.value.extend_from_slice(value);
+    entry.expires = expires;
+    if expires.is_some() && !entry.listed {
+        entry.listed = true;
+        volatile.push(key.into());
     }
 }
 

@@ -45,9 +45,9 @@ struct Args {
     /// Clients (-c).
     #[arg(long, default_value_t = 50)]
     clients: u32,
-    /// Requests per run at -P 1; deeper pipelines run this times the depth
-    /// divided by 4 (at least this), so each run lasts a few seconds.
-    #[arg(long, default_value_t = 150_000)]
+    /// Requests per run at -P 1; a pipeline of depth P runs P times as
+    /// many, so each run lasts a few seconds.
+    #[arg(long, default_value_t = 100_000)]
     requests: u64,
     /// Write the tables again from resp.json, without measuring.
     #[arg(long)]
@@ -136,7 +136,7 @@ fn measure(args: &Args) -> Result<RespData, String> {
         for &pipeline in &args.pipelines {
             for test in &args.tests {
                 for lesson in order {
-                    let requests = args.requests * u64::from(pipeline.max(4)) / 4;
+                    let requests = args.requests * u64::from(pipeline.max(1));
                     let run = one_run(
                         &bench,
                         lesson,

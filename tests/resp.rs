@@ -94,6 +94,8 @@ fn the_resp_checks_pass_against_redis_server_itself() {
         failures.join("\n")
     );
     assert!(CHECKS.len() >= 7);
+    // And the check exercise 07-strlen adds, for a command Redis has.
+    uring_echo_tools::resp_checks::strlen(redis.addr).unwrap();
 }
 
 /// The real `redis-cli`: SET, GET, DEL, and SET ... PX then GET after it

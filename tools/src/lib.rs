@@ -25,7 +25,7 @@ pub mod pattern;
 pub mod peer;
 pub mod process;
 pub mod resp;
-mod resp_checks;
+pub mod resp_checks;
 pub mod resp_ladder;
 
 pub use lessons::{Expected, LESSONS, Lesson, PEERS, Peer, Protocol};

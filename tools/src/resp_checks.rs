@@ -1,5 +1,6 @@
-//! The RESP checks themselves (see `resp::CHECKS`). Each passes against
-//! `redis-server` 7 as well: `tests/resp.rs` runs them against it.
+//! The RESP checks themselves (see `resp::CHECKS`), and `strlen`, which
+//! exercise 07-strlen uses. Each passes against `redis-server` 7 as well:
+//! `tests/resp.rs` runs them against it.
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
@@ -17,9 +18,28 @@ fn expect(client: &mut Client, args: &[&[u8]], want: Value) -> Result<(), String
         .call(args)
         .map_err(|e| format!("{}: {e}", show(args)))?;
     if got != want {
-        return Err(format!("{}: expected {want:?}, got {got:?}", show(args)));
+        return Err(format!(
+            "{}: expected {}, got {}",
+            show(args),
+            brief(&want),
+            brief(&got)
+        ));
     }
     Ok(())
+}
+
+/// A reply in a few words: a long bulk shows its first 40 bytes and its
+/// length.
+fn brief(value: &Value) -> String {
+    match value {
+        Value::Bulk(Some(b)) if b.len() > 40 => format!(
+            "Bulk({:?}... {} bytes)",
+            String::from_utf8_lossy(&b[..40]),
+            b.len()
+        ),
+        Value::Bulk(Some(b)) => format!("Bulk({:?})", String::from_utf8_lossy(b)),
+        other => format!("{other:?}"),
+    }
 }
 
 fn show(args: &[&[u8]]) -> String {
@@ -94,7 +114,7 @@ pub fn inline(addr: SocketAddr) -> Result<(), String> {
     ] {
         let got = c.read().map_err(|e| e.to_string())?;
         if got != want {
-            return Err(format!("expected {want:?}, got {got:?}"));
+            return Err(format!("expected {}, got {}", brief(&want), brief(&got)));
         }
     }
     Ok(())
@@ -121,7 +141,11 @@ fn read_replies(c: &mut Client, want: &[Value]) -> Result<(), String> {
     for (i, want) in want.iter().enumerate() {
         let got = c.read().map_err(|e| format!("reply {i}: {e}"))?;
         if &got != want {
-            return Err(format!("reply {i}: expected {want:?}, got {got:?}"));
+            return Err(format!(
+                "reply {i}: expected {}, got {}",
+                brief(want),
+                brief(&got)
+            ));
         }
     }
     Ok(())
@@ -163,6 +187,19 @@ pub fn split(addr: SocketAddr) -> Result<(), String> {
         .join()
         .map_err(|_| "the writer panicked")?
         .map_err(|e| e.to_string())
+}
+
+/// For exercise 07-strlen (Redis has STRLEN; the lesson does not).
+pub fn strlen(addr: SocketAddr) -> Result<(), String> {
+    let mut c = connect(addr)?;
+    let k = key("strlen");
+    let k = k.as_bytes();
+    expect(&mut c, &[b"SET", k, b"hello world"], Value::ok())?;
+    expect(&mut c, &[b"STRLEN", k], Value::Integer(11))?;
+    expect(&mut c, &[b"strlen", b"no-such-key"], Value::Integer(0))?;
+    let arity = "ERR wrong number of arguments for 'strlen' command";
+    expect(&mut c, &[b"STRLEN"], Value::Error(arity.into()))?;
+    expect(&mut c, &[b"STRLEN", k, k], Value::Error(arity.into()))
 }
 
 pub fn expiry(addr: SocketAddr) -> Result<(), String> {

@@ -30,6 +30,7 @@ mod ch02;
 mod ch03;
 mod ch04;
 mod ch05;
+mod ch07;
 pub mod run;
 
 /// What kind of work an exercise is.
@@ -156,6 +157,7 @@ const CHAPTERS: &[&[Exercise]] = &[
     ch03::EXERCISES,
     ch04::EXERCISES,
     ch05::EXERCISES,
+    ch07::EXERCISES,
 ];
 
 /// Every exercise, in reading order.

@@ -191,6 +191,46 @@ pub fn comparison(data: &RespData, redis: &str, lesson: &str) -> String {
     out
 }
 
+/// Each server on its own: requests/s and server CPU µs per request, the
+/// median over the rounds with the smallest and largest. A wide range of
+/// requests/s beside a narrow one of CPU per request says the pace was set
+/// outside the server (the client, or how fast an idle CPU wakes up).
+pub fn spreads(data: &RespData) -> String {
+    let mut out = String::from(
+        "| server | test | -P | req/s: median (min–max) | CPU µs/req: median (min–max) |\n",
+    );
+    out.push_str("|---|---|---|---|---|\n");
+    for &pipeline in &data.pipelines {
+        for test in &data.tests {
+            for server in &data.servers {
+                let runs: Vec<&RespRun> = data
+                    .runs
+                    .iter()
+                    .filter(|r| r.server == server.name && &r.test == test)
+                    .filter(|r| r.pipeline == pipeline && r.error.is_none())
+                    .collect();
+                if runs.is_empty() {
+                    continue;
+                }
+                let rps = spread(&runs.iter().map(|r| r.rps).collect::<Vec<_>>());
+                let us = spread(&runs.iter().map(|r| r.us_per_request()).collect::<Vec<_>>());
+                let _ = writeln!(
+                    out,
+                    "| {} | {test} | {pipeline} | {} ({}–{}) | {:.3} ({:.3}–{:.3}) |",
+                    server.name,
+                    thousands(rps.0),
+                    thousands(rps.1),
+                    thousands(rps.2),
+                    us.0,
+                    us.1,
+                    us.2
+                );
+            }
+        }
+    }
+    out
+}
+
 /// The setup: machine, command, servers.
 pub fn setup(data: &RespData) -> String {
     let mut out = String::new();
@@ -238,6 +278,7 @@ pub fn render(data: &RespData) -> Vec<(String, String)> {
     let (redis, lesson) = ("redis-server", "07_uring_resp");
     vec![
         ("resp-comparison.md".into(), comparison(data, redis, lesson)),
+        ("resp-spreads.md".into(), spreads(data)),
         ("resp-setup.md".into(), setup(data)),
     ]
 }

@@ -113,9 +113,12 @@ fn measure(args: &Args) -> Result<RespData, String> {
         servers: vec![
             ServerEntry {
                 name: "redis-server".into(),
-                command: ["redis-server", "--save", "", "--appendonly", "no"]
+                // As a shell would write it (see `RedisServer::start`).
+                command: "redis-server --port PORT --bind 127.0.0.1 --save '' --appendonly no \
+                          --daemonize no --protected-mode no --logfile ''"
+                    .split_whitespace()
                     .map(String::from)
-                    .to_vec(),
+                    .collect(),
                 version,
             },
             ServerEntry {

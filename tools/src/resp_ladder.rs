@@ -170,6 +170,9 @@ pub fn comparison(data: &RespData, redis: &str, lesson: &str) -> String {
         "| test | -P | redis req/s | 07 req/s | 07 / redis req/s | redis CPU µs/req | \
          07 CPU µs/req | 07 / redis CPU | redis busy | 07 busy | client busy |\n",
     );
+    if lesson != "07_uring_resp" {
+        out = out.replace("07 ", &format!("{lesson} "));
+    }
     out.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
     for row in rows(data, redis, lesson) {
         let _ = writeln!(
@@ -192,14 +195,16 @@ pub fn comparison(data: &RespData, redis: &str, lesson: &str) -> String {
 }
 
 /// Each server on its own: requests/s and server CPU µs per request, the
-/// median over the rounds with the smallest and largest. A wide range of
+/// median over the rounds with the smallest and largest, and the
+/// benchmark's own CPU µs per request against it. A wide range of
 /// requests/s beside a narrow one of CPU per request says the pace was set
 /// outside the server (the client, or how fast an idle CPU wakes up).
 pub fn spreads(data: &RespData) -> String {
     let mut out = String::from(
-        "| server | test | -P | req/s: median (min–max) | CPU µs/req: median (min–max) |\n",
+        "| server | test | -P | req/s: median (min–max) | server CPU µs/req: median (min–max) \
+         | client CPU µs/req: median |\n",
     );
-    out.push_str("|---|---|---|---|---|\n");
+    out.push_str("|---|---|---|---|---|---|\n");
     for &pipeline in &data.pipelines {
         for test in &data.tests {
             for server in &data.servers {
@@ -214,16 +219,23 @@ pub fn spreads(data: &RespData) -> String {
                 }
                 let rps = spread(&runs.iter().map(|r| r.rps).collect::<Vec<_>>());
                 let us = spread(&runs.iter().map(|r| r.us_per_request()).collect::<Vec<_>>());
+                let client = spread(
+                    &runs
+                        .iter()
+                        .map(|r| r.client_cpu_s * 1e6 / r.requests as f64)
+                        .collect::<Vec<_>>(),
+                );
                 let _ = writeln!(
                     out,
-                    "| {} | {test} | {pipeline} | {} ({}–{}) | {:.3} ({:.3}–{:.3}) |",
+                    "| {} | {test} | {pipeline} | {} ({}–{}) | {:.3} ({:.3}–{:.3}) | {:.3} |",
                     server.name,
                     thousands(rps.0),
                     thousands(rps.1),
                     thousands(rps.2),
                     us.0,
                     us.1,
-                    us.2
+                    us.2,
+                    client.0
                 );
             }
         }
@@ -273,14 +285,24 @@ pub fn setup(data: &RespData) -> String {
     out
 }
 
-/// Every table, by file name, for the servers named `redis` and `lesson`.
+/// Every table, by file name: one comparison with redis-server for lesson
+/// 07 (`resp-comparison.md`) and one for each variant of it
+/// (`resp-comparison-LABEL.md`, the label after `07 `).
 pub fn render(data: &RespData) -> Vec<(String, String)> {
-    let (redis, lesson) = ("redis-server", "07_uring_resp");
-    vec![
-        ("resp-comparison.md".into(), comparison(data, redis, lesson)),
+    let redis = "redis-server";
+    let mut out = Vec::new();
+    for server in data.servers.iter().filter(|s| s.name != redis) {
+        let file = match server.name.strip_prefix("07 ") {
+            Some(label) => format!("resp-comparison-{label}.md"),
+            None => "resp-comparison.md".into(),
+        };
+        out.push((file, comparison(data, redis, &server.name)));
+    }
+    out.extend([
         ("resp-spreads.md".into(), spreads(data)),
         ("resp-setup.md".into(), setup(data)),
-    ]
+    ]);
+    out
 }
 
 /// Writes `resp.json`'s tables under `dir/tables/`.

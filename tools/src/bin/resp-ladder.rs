@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo build --release --workspace --bins
-//! cargo run --release --bin resp-ladder -- --out chapters/data/07
+//! cargo run --release --bin resp-ladder -- --rounds 5 --variant 'batch16=--batch 16' --out chapters/data/07
 //! cargo run --release --bin resp-ladder -- --redraw --out chapters/data/07
 //! ```
 //!
@@ -49,9 +49,38 @@ struct Args {
     /// many, so each run lasts a few seconds.
     #[arg(long, default_value_t = 100_000)]
     requests: u64,
+    /// A variant of lesson 07 to measure beside it: a label and the
+    /// lesson's options, e.g. 'batch16=--batch 16'. Repeatable.
+    #[arg(long = "variant", value_name = "LABEL=OPTIONS", value_parser = parse_variant)]
+    variants: Vec<(String, Vec<String>)>,
     /// Write the tables again from resp.json, without measuring.
     #[arg(long)]
     redraw: bool,
+}
+
+fn parse_variant(text: &str) -> Result<(String, Vec<String>), String> {
+    let (label, options) = text
+        .split_once('=')
+        .ok_or("LABEL=OPTIONS, e.g. 'batch16=--batch 16'")?;
+    let options = options.split_whitespace().map(String::from).collect();
+    Ok((format!("07 {}", label.trim()), options))
+}
+
+/// Who serves a run: redis-server, or lesson 07 with these options (under
+/// this name in the data).
+#[derive(Clone)]
+enum Who {
+    Redis,
+    Lesson(String, Vec<String>),
+}
+
+impl Who {
+    fn name(&self) -> String {
+        match self {
+            Who::Redis => "redis-server".into(),
+            Who::Lesson(name, _) => name.clone(),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -129,20 +158,28 @@ fn measure(args: &Args) -> Result<RespData, String> {
         ],
         runs: Vec::new(),
     };
+    let mut whos = vec![Who::Redis, Who::Lesson(LESSON.into(), Vec::new())];
+    for (label, options) in &args.variants {
+        let mut command = vec![format!("target/release/{LESSON}")];
+        command.extend(options.iter().cloned());
+        data.servers.push(ServerEntry {
+            name: label.clone(),
+            command,
+            version: LESSON.into(),
+        });
+        whos.push(Who::Lesson(label.clone(), options.clone()));
+    }
     for round in 1..=args.rounds {
-        // Alternate which server goes first.
-        let order = if round % 2 == 1 {
-            [false, true]
-        } else {
-            [true, false]
-        };
+        // Rotate which server goes first.
+        let mut order = whos.clone();
+        order.rotate_left((round as usize - 1) % whos.len());
         for &pipeline in &args.pipelines {
             for test in &args.tests {
-                for lesson in order {
+                for who in &order {
                     let requests = args.requests * u64::from(pipeline.max(1));
                     let run = one_run(
                         &bench,
-                        lesson,
+                        who,
                         server_prefix,
                         pinned,
                         test,
@@ -152,7 +189,7 @@ fn measure(args: &Args) -> Result<RespData, String> {
                         round,
                     );
                     let run =
-                        run.unwrap_or_else(|e| failed(round, lesson, test, pipeline, requests, e));
+                        run.unwrap_or_else(|e| failed(round, who, test, pipeline, requests, e));
                     eprintln!(
                         "round {round} {:>13} {:>11} -P {:<3} {:>9.0} req/s  {:.3} µs/req  server {:.0}% client {:.0}%{}",
                         run.server,
@@ -175,21 +212,10 @@ fn measure(args: &Args) -> Result<RespData, String> {
     Ok(data)
 }
 
-fn failed(
-    round: u32,
-    lesson: bool,
-    test: &str,
-    pipeline: u32,
-    requests: u64,
-    e: String,
-) -> RespRun {
+fn failed(round: u32, who: &Who, test: &str, pipeline: u32, requests: u64, e: String) -> RespRun {
     RespRun {
         round,
-        server: if lesson {
-            LESSON.into()
-        } else {
-            "redis-server".into()
-        },
+        server: who.name(),
         test: test.to_uppercase(),
         pipeline,
         requests,
@@ -211,7 +237,7 @@ enum Server {
 #[allow(clippy::too_many_arguments)]
 fn one_run(
     bench: &std::path::Path,
-    lesson: bool,
+    who: &Who,
     prefix: &[&str],
     pinned: bool,
     test: &str,
@@ -220,7 +246,7 @@ fn one_run(
     clients: u32,
     round: u32,
 ) -> Result<RespRun, String> {
-    let server = if lesson {
+    let server = if let Who::Lesson(_, options) = who {
         let mut command = match prefix.split_first() {
             Some((program, rest)) => {
                 let mut c = Command::new(program);
@@ -229,7 +255,7 @@ fn one_run(
             }
             None => Command::new(binary_path(LESSON)),
         };
-        command.args(["--addr", "127.0.0.1:0"]);
+        command.args(options).args(["--addr", "127.0.0.1:0"]);
         Server::Lesson(ServerProcess::spawn(command).map_err(|e| e.to_string())?)
     } else {
         Server::Redis(RedisServer::start(prefix)?)
@@ -270,11 +296,7 @@ fn one_run(
     drop(server);
     Ok(RespRun {
         round,
-        server: if lesson {
-            LESSON.into()
-        } else {
-            "redis-server".into()
-        },
+        server: who.name(),
         test: name,
         pipeline,
         requests,

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use uring_echo_tools::ladder::shapes::{DEFAULT_SHAPES, ShapeKind};
 use uring_echo_tools::ladder::{LadderData, SCHEMA_VERSION, tables};
-use uring_echo_tools::{LESSONS, PEERS};
+use uring_echo_tools::{LESSONS, PEERS, Protocol};
 
 fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("chapters/data")
@@ -54,8 +54,13 @@ fn the_committed_data_has_the_current_schema() {
 #[test]
 fn every_lesson_and_peer_is_measured_or_skipped_with_a_reason() {
     let data = committed();
+    // The echo lessons: a lesson that speaks another protocol (07, RESP)
+    // has its own benchmark, `resp-ladder`, and its own data
+    // (`chapters/data/07/`); the echo ladder records it as skipped, with
+    // that reason, from its next run on.
     let names = LESSONS
         .iter()
+        .filter(|l| l.protocol == Protocol::Echo)
         .map(|l| l.name)
         .chain(PEERS.iter().map(|p| p.name));
     for name in names {

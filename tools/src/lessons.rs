@@ -24,7 +24,26 @@ pub struct Lesson {
     /// each with the reason. `echo-check --expect NAME` shows them as
     /// "expected", and the tests assert that they really fail.
     pub expected_failures: &'static [Expected],
+    /// The protocol it speaks, which decides the tools that apply to it.
+    pub protocol: Protocol,
 }
+
+/// What a lesson's server speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// Echo: every byte back, in order. The grader `echo-check`, the fault
+    /// tests, `echo-bench`, `echo-ladder` and `cargo bench` take it.
+    Echo,
+    /// RESP, the Redis protocol: requests framed and answered, not echoed.
+    /// The echo tools skip it, saying why; `tests/resp.rs` (the RESP
+    /// checks, `resp_check`) and `resp-ladder` (against `redis-server`,
+    /// driven by `redis-benchmark`) take it.
+    Resp,
+}
+
+/// Why the echo tools skip a lesson that speaks RESP.
+pub const NOT_ECHO: &str = "speaks RESP, not echo: the echo checks and loads do not apply; \
+     its checks are tests/resp.rs and its benchmark is resp-ladder, against redis-server";
 
 /// A grader check a lesson (or a peer) is expected to fail, and why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +94,7 @@ pub const LESSONS: &[Lesson] = &[
                 always: true,
             },
         ],
+        protocol: Protocol::Echo,
     },
     Lesson {
         name: "02_threads",
@@ -84,6 +104,7 @@ pub const LESSONS: &[Lesson] = &[
         linux_only: false,
         needs_io_uring: false,
         expected_failures: &[],
+        protocol: Protocol::Echo,
     },
     Lesson {
         name: "03_epoll",
@@ -93,6 +114,7 @@ pub const LESSONS: &[Lesson] = &[
         linux_only: true,
         needs_io_uring: false,
         expected_failures: &[],
+        protocol: Protocol::Echo,
     },
     Lesson {
         name: "04_uring",
@@ -102,6 +124,7 @@ pub const LESSONS: &[Lesson] = &[
         linux_only: true,
         needs_io_uring: true,
         expected_failures: &[],
+        protocol: Protocol::Echo,
     },
     Lesson {
         name: "05_uring_multishot",
@@ -111,6 +134,17 @@ pub const LESSONS: &[Lesson] = &[
         linux_only: true,
         needs_io_uring: true,
         expected_failures: &[],
+        protocol: Protocol::Echo,
+    },
+    Lesson {
+        name: "07_uring_resp",
+        chapter: "07_uring_resp.md",
+        model: "a pipelined RESP (Redis) subset on lesson 05's io_uring loop",
+        cannot: "one core and one map: no persistence, no replication, a handful of commands",
+        linux_only: true,
+        needs_io_uring: true,
+        expected_failures: &[],
+        protocol: Protocol::Resp,
     },
     Lesson {
         name: "06_uring_bundles",
@@ -281,16 +315,38 @@ impl Peer {
     }
 }
 
-/// The lessons that can run on this machine. For each one that cannot, a
-/// line on stderr says why, so a skipped test never passes silently.
+/// The echo lessons that can run on this machine: what the echo grader,
+/// the fault tests and the benches hold to their checks. For each lesson
+/// that cannot run here, or does not speak echo, a line on stderr says
+/// why, so a skipped test never passes silently.
 pub fn runnable() -> Vec<&'static Lesson> {
+    runnable_speaking(Protocol::Echo)
+}
+
+/// The lessons that speak RESP and can run on this machine, with a line
+/// on stderr for each that cannot, as [`runnable`] does.
+pub fn runnable_resp() -> Vec<&'static Lesson> {
+    runnable_speaking(Protocol::Resp)
+}
+
+fn runnable_speaking(protocol: Protocol) -> Vec<&'static Lesson> {
     LESSONS
         .iter()
-        .filter(|l| match l.why_not_here() {
-            None => true,
-            Some(why) => {
-                eprintln!("skipped: {why}");
-                false
+        .filter(|l| {
+            let why = if l.protocol != protocol {
+                match l.protocol {
+                    Protocol::Resp => Some(format!("{}: {NOT_ECHO}", l.name)),
+                    Protocol::Echo => return false, // the RESP tools say nothing of echo lessons
+                }
+            } else {
+                l.why_not_here()
+            };
+            match why {
+                None => true,
+                Some(why) => {
+                    eprintln!("skipped: {why}");
+                    false
+                }
             }
         })
         .collect()
@@ -327,13 +383,17 @@ mod tests {
 
     #[test]
     fn names_are_numbered_in_order_and_unique() {
-        for (i, l) in LESSONS.iter().enumerate() {
-            let number = format!("{:02}_", i + 1);
+        let mut last = 0;
+        for l in LESSONS {
+            // NN_: two digits, each lesson's above the one before (a
+            // lesson written out of order may leave a gap for a while).
+            let number: u32 = l.name[..2].parse().expect("a name starts with its number");
             assert!(
-                l.name.starts_with(&number),
-                "{} should start with {number}",
+                number > last && l.name.as_bytes()[2] == b'_',
+                "{} should be numbered after {last:02}, as NN_name",
                 l.name
             );
+            last = number;
             assert_eq!(l.chapter, format!("{}.md", l.name));
             assert_eq!(lesson(l.name), Some(l));
             for e in l.expected_failures {
@@ -345,6 +405,13 @@ mod tests {
             }
         }
         assert_eq!(lesson("99_nothing"), None);
+    }
+
+    #[test]
+    fn the_echo_tools_take_echo_lessons_and_the_resp_tools_resp_ones() {
+        assert!(runnable().iter().all(|l| l.protocol == Protocol::Echo));
+        assert!(runnable_resp().iter().all(|l| l.protocol == Protocol::Resp));
+        assert!(LESSONS.iter().any(|l| l.protocol == Protocol::Resp));
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! - [`exercises`]: the exercise registry behind `echo-check --exercise`;
 //! - `peer` (Linux): the one-line error the io_uring peers print when
 //!   their runtime cannot start;
+//! - [`resp`]: a RESP client, the RESP check set, and the real Redis
+//!   tools, for the lessons that speak RESP (07);
 //! - [`client`], [`pattern`], [`process`]: test clients, the byte pattern
 //!   they send and check, and starting a server as a child process.
 
@@ -22,8 +24,11 @@ pub mod pattern;
 #[cfg(target_os = "linux")]
 pub mod peer;
 pub mod process;
+pub mod resp;
+pub mod resp_checks;
+pub mod resp_ladder;
 
-pub use lessons::{Expected, LESSONS, Lesson, PEERS, Peer};
+pub use lessons::{Expected, LESSONS, Lesson, PEERS, Peer, Protocol};
 
 /// The workspace's root folder, where the lessons' `Cargo.toml`, `chapters/`
 /// and `exercises/` are: the parent of this crate's folder, found at compile

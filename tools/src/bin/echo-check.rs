@@ -21,7 +21,7 @@ use uring_echo_book::cli::parse_addr;
 use uring_echo_book::limits::raise_open_file_limit_or_warn;
 use uring_echo_tools::exercises;
 use uring_echo_tools::grader::{self, CHECKS, Check, EXERCISE_CHECKS, report};
-use uring_echo_tools::lessons::{Expectations, LESSONS, PEERS, lesson, peer};
+use uring_echo_tools::lessons::{Expectations, LESSONS, NOT_ECHO, PEERS, Protocol, lesson, peer};
 
 /// Grades TCP echo servers: every reply is checked byte for byte.
 #[derive(Parser)]
@@ -139,6 +139,9 @@ fn main() -> ExitCode {
     let expect: Option<&dyn Expectations> = match args.expect.as_deref() {
         None => None,
         Some(name) => match (lesson(name), peer(name)) {
+            (Some(lesson), _) if lesson.protocol != Protocol::Echo => {
+                return usage_error(format!("{name} {NOT_ECHO}"));
+            }
             (Some(lesson), _) => Some(lesson),
             (None, Some(peer)) => Some(peer),
             (None, None) => {

@@ -31,6 +31,7 @@ mod ch03;
 mod ch04;
 mod ch05;
 mod ch06;
+mod ch07;
 pub mod run;
 
 /// What kind of work an exercise is.
@@ -158,6 +159,7 @@ const CHAPTERS: &[&[Exercise]] = &[
     ch04::EXERCISES,
     ch05::EXERCISES,
     ch06::EXERCISES,
+    ch07::EXERCISES,
 ];
 
 /// Every exercise, in reading order.

@@ -49,8 +49,33 @@ pub const EXERCISE_CHECKS: &[Check] = &[
         limit: Duration::from_secs(40),
         run: connection_cap,
     },
+    Check {
+        name: "resp_split",
+        what: "(a RESP server, chapter 07) a pipeline of SETs and GETs of 20 KB values, \
+               written in pieces of 1 to 700 bytes, gets every reply, in order, as whole",
+        hint: "a request cut by a buffer's end must parse the same as a whole one: look \
+               at what the server keeps of a cut request, and where it resumes",
+        limit: Duration::from_secs(40),
+        run: resp_split,
+    },
+    Check {
+        name: "resp_strlen",
+        what: "(a RESP server, chapter 07) STRLEN answers :11 for a value of 11 bytes, :0 \
+               for a missing key, and Redis's error for a wrong number of arguments",
+        hint: "STRLEN key: the length of the value, 0 if the key is not there",
+        limit: Duration::from_secs(30),
+        run: resp_strlen,
+    },
 ];
 // ANCHOR_END: exercise_checks
+
+fn resp_split(addr: SocketAddr) -> Result<String, String> {
+    crate::resp_checks::split(addr).map(|()| "12 SETs and 12 GETs of 20 KB, cut anywhere".into())
+}
+
+fn resp_strlen(addr: SocketAddr) -> Result<String, String> {
+    crate::resp_checks::strlen(addr).map(|()| "STRLEN of a value, a missing key, no key".into())
+}
 
 fn connect(addr: SocketAddr) -> Result<TcpStream, String> {
     client::connect(addr, REPLY_TIMEOUT).map_err(|e| e.to_string())

@@ -17,7 +17,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::lessons::{LESSONS, PEERS};
+use crate::lessons::{LESSONS, NOT_ECHO, PEERS, Protocol};
 use crate::process::binary_path;
 
 use super::ServerEntry;
@@ -162,11 +162,15 @@ pub fn roster(variants: &[Variant], only: Option<&[String]>) -> Result<Vec<Serve
             lesson.model,
             binary_path(lesson.name),
         );
-        spec.skipped = lesson.why_not_here().or_else(|| {
-            lesson
-                .expected_failure("concurrent")
-                .map(|e| format!("fails the `concurrent` check: {}", e.why))
-        });
+        spec.skipped = if lesson.protocol != Protocol::Echo {
+            Some(NOT_ECHO.to_string())
+        } else {
+            lesson.why_not_here().or_else(|| {
+                lesson
+                    .expected_failure("concurrent")
+                    .map(|e| format!("fails the `concurrent` check: {}", e.why))
+            })
+        };
         servers.push(spec);
     }
     for peer in PEERS {

@@ -1,0 +1,347 @@
+//! The data of `resp-ladder` (lesson 07 against `redis-server`, both driven
+//! by the real `redis-benchmark`), and the Markdown tables made from it.
+//!
+//! `resp.json` holds every run: one `redis-benchmark -t TEST -c CLIENTS
+//! -P PIPELINE -n REQUESTS --csv` against one server, with the requests/s
+//! it printed and the server's CPU time over the run, from `/proc/PID/stat`
+//! before and after, and the benchmark's own (from `getrusage` of the
+//! children). Rounds alternate the servers, so each pair of runs shares the
+//! machine's state; a ratio is taken within each round, and the table gives
+//! the median ratio with the range over the rounds. The tables under
+//! `tables/` are a function of the JSON: `--redraw` writes them again, and
+//! `tests/resp_data.rs` checks the committed ones are what the data renders.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ladder::{Machine, median};
+
+pub const SCHEMA: &str = "resp-ladder";
+pub const SCHEMA_VERSION: u32 = 1;
+/// The folder under the output directory that holds the tables.
+pub const DIR: &str = "tables";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RespData {
+    pub schema: String,
+    pub schema_version: u32,
+    pub machine: Machine,
+    /// The command line that made the data.
+    pub command: Vec<String>,
+    pub clients: u32,
+    pub pipelines: Vec<u32>,
+    pub tests: Vec<String>,
+    pub rounds: u32,
+    /// Whether servers ran on CPU 0 and the benchmark on CPU 1.
+    pub pinned: bool,
+    pub servers: Vec<ServerEntry>,
+    pub runs: Vec<RespRun>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerEntry {
+    pub name: String,
+    pub command: Vec<String>,
+    /// What `--version` said (redis-server), or the binary's name.
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RespRun {
+    pub round: u32,
+    pub server: String,
+    /// redis-benchmark's test name: `PING_INLINE`, `SET`, `GET`.
+    pub test: String,
+    pub pipeline: u32,
+    pub requests: u64,
+    /// Wall-clock seconds of the benchmark process.
+    pub seconds: f64,
+    /// Requests per second, as redis-benchmark printed it.
+    pub rps: f64,
+    pub server_user_s: f64,
+    pub server_system_s: f64,
+    pub client_cpu_s: f64,
+    pub error: Option<String>,
+}
+
+impl RespRun {
+    /// Server CPU µs per request, user and system together.
+    pub fn us_per_request(&self) -> f64 {
+        (self.server_user_s + self.server_system_s) * 1e6 / self.requests as f64
+    }
+    pub fn server_busy(&self) -> f64 {
+        (self.server_user_s + self.server_system_s) / self.seconds
+    }
+    pub fn client_busy(&self) -> f64 {
+        self.client_cpu_s / self.seconds
+    }
+}
+
+/// The figures of one test at one pipeline depth: for each server the
+/// medians over rounds, and the per-round ratios (lesson / redis).
+pub struct Row {
+    pub test: String,
+    pub pipeline: u32,
+    pub redis_rps: f64,
+    pub lesson_rps: f64,
+    pub rps_ratio: (f64, f64, f64),
+    pub redis_us: f64,
+    pub lesson_us: f64,
+    pub us_ratio: (f64, f64, f64),
+    pub redis_busy: f64,
+    pub lesson_busy: f64,
+    pub client_busy: f64,
+}
+
+/// Median, smallest and largest.
+fn spread(values: &[f64]) -> (f64, f64, f64) {
+    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (median(values).unwrap_or(f64::NAN), lo, hi)
+}
+
+/// The rows, `lesson` compared with `redis`, in the data's order of tests
+/// and pipelines. A test with no good pair of runs has no row.
+pub fn rows(data: &RespData, redis: &str, lesson: &str) -> Vec<Row> {
+    let mut out = Vec::new();
+    for &pipeline in &data.pipelines {
+        for test in &data.tests {
+            let good = |server: &str| -> Vec<&RespRun> {
+                data.runs
+                    .iter()
+                    .filter(|r| r.server == server && &r.test == test && r.pipeline == pipeline)
+                    .filter(|r| r.error.is_none())
+                    .collect()
+            };
+            let (r, l) = (good(redis), good(lesson));
+            let pairs: Vec<(&RespRun, &RespRun)> = r
+                .iter()
+                .filter_map(|a| l.iter().find(|b| b.round == a.round).map(|b| (*a, *b)))
+                .collect();
+            if pairs.is_empty() {
+                continue;
+            }
+            let med = |runs: &[&RespRun], f: fn(&RespRun) -> f64| {
+                median(&runs.iter().map(|r| f(r)).collect::<Vec<_>>()).unwrap_or(f64::NAN)
+            };
+            let clients: Vec<&RespRun> = r.iter().chain(l.iter()).copied().collect();
+            out.push(Row {
+                test: test.clone(),
+                pipeline,
+                redis_rps: med(&r, |x| x.rps),
+                lesson_rps: med(&l, |x| x.rps),
+                rps_ratio: spread(&pairs.iter().map(|(a, b)| b.rps / a.rps).collect::<Vec<_>>()),
+                redis_us: med(&r, RespRun::us_per_request),
+                lesson_us: med(&l, RespRun::us_per_request),
+                us_ratio: spread(
+                    &pairs
+                        .iter()
+                        .map(|(a, b)| b.us_per_request() / a.us_per_request())
+                        .collect::<Vec<_>>(),
+                ),
+                redis_busy: med(&r, RespRun::server_busy),
+                lesson_busy: med(&l, RespRun::server_busy),
+                client_busy: med(&clients, RespRun::client_busy),
+            });
+        }
+    }
+    out
+}
+
+fn thousands(rps: f64) -> String {
+    if rps >= 1e6 {
+        format!("{:.2}M", rps / 1e6)
+    } else {
+        format!("{:.0}k", rps / 1e3)
+    }
+}
+
+fn ratio((median, lo, hi): (f64, f64, f64)) -> String {
+    format!("{median:.2}× ({lo:.2}–{hi:.2})")
+}
+
+/// The comparison table: requests/s and server CPU µs per request, the
+/// lesson's over Redis's as a ratio (median of the rounds, with their
+/// range), and how busy each side was.
+pub fn comparison(data: &RespData, redis: &str, lesson: &str) -> String {
+    let mut out = String::from(
+        "| test | -P | redis req/s | 07 req/s | 07 / redis req/s | redis CPU µs/req | \
+         07 CPU µs/req | 07 / redis CPU | redis busy | 07 busy | client busy |\n",
+    );
+    if lesson != "07_uring_resp" {
+        out = out.replace("07 ", &format!("{lesson} "));
+    }
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for row in rows(data, redis, lesson) {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {:.3} | {:.3} | {} | {:.0}% | {:.0}% | {:.0}% |",
+            row.test,
+            row.pipeline,
+            thousands(row.redis_rps),
+            thousands(row.lesson_rps),
+            ratio(row.rps_ratio),
+            row.redis_us,
+            row.lesson_us,
+            ratio(row.us_ratio),
+            row.redis_busy * 100.0,
+            row.lesson_busy * 100.0,
+            row.client_busy * 100.0,
+        );
+    }
+    out
+}
+
+/// Each server on its own: requests/s and server CPU µs per request, the
+/// median over the rounds with the smallest and largest, and the
+/// benchmark's own CPU µs per request against it. A wide range of
+/// requests/s beside a narrow one of CPU per request says the pace was set
+/// outside the server (the client, or how fast an idle CPU wakes up).
+pub fn spreads(data: &RespData) -> String {
+    let mut out = String::from(
+        "| server | test | -P | req/s: median (min–max) | server CPU µs/req: median (min–max) \
+         | client CPU µs/req: median |\n",
+    );
+    out.push_str("|---|---|---|---|---|---|\n");
+    for &pipeline in &data.pipelines {
+        for test in &data.tests {
+            for server in &data.servers {
+                let runs: Vec<&RespRun> = data
+                    .runs
+                    .iter()
+                    .filter(|r| r.server == server.name && &r.test == test)
+                    .filter(|r| r.pipeline == pipeline && r.error.is_none())
+                    .collect();
+                if runs.is_empty() {
+                    continue;
+                }
+                let rps = spread(&runs.iter().map(|r| r.rps).collect::<Vec<_>>());
+                let us = spread(&runs.iter().map(|r| r.us_per_request()).collect::<Vec<_>>());
+                let client = spread(
+                    &runs
+                        .iter()
+                        .map(|r| r.client_cpu_s * 1e6 / r.requests as f64)
+                        .collect::<Vec<_>>(),
+                );
+                let _ = writeln!(
+                    out,
+                    "| {} | {test} | {pipeline} | {} ({}–{}) | {:.3} ({:.3}–{:.3}) | {:.3} |",
+                    server.name,
+                    thousands(rps.0),
+                    thousands(rps.1),
+                    thousands(rps.2),
+                    us.0,
+                    us.1,
+                    us.2,
+                    client.0
+                );
+            }
+        }
+    }
+    out
+}
+
+/// The setup: machine, command, servers.
+pub fn setup(data: &RespData) -> String {
+    let mut out = String::new();
+    let m = &data.machine;
+    let _ = writeln!(
+        out,
+        "{} rounds, `redis-benchmark -c {} -P {}`, tests {}; {} CPUs ({}), Linux {}, {}, \
+         load average {} before the first run; {}.\n",
+        data.rounds,
+        data.clients,
+        data.pipelines
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join("/"),
+        data.tests.join(", "),
+        m.cpus,
+        m.model,
+        m.kernel,
+        m.date,
+        m.load_average
+            .map_or("unknown".into(), |l| format!("{l:.2}")),
+        if data.pinned {
+            "servers pinned to CPU 0, the benchmark to CPU 1"
+        } else {
+            "not pinned"
+        }
+    );
+    out.push_str("| server | version | command |\n|---|---|---|\n");
+    for s in &data.servers {
+        let _ = writeln!(
+            out,
+            "| {} | {} | `{}` |",
+            s.name,
+            s.version,
+            s.command.join(" ")
+        );
+    }
+    let _ = writeln!(out, "\nMade by `{}`.", data.command.join(" "));
+    out
+}
+
+/// Every table, by file name: one comparison with redis-server for lesson
+/// 07 (`resp-comparison.md`) and one for each variant of it
+/// (`resp-comparison-LABEL.md`, the label after `07 `).
+pub fn render(data: &RespData) -> Vec<(String, String)> {
+    let redis = "redis-server";
+    let mut out = Vec::new();
+    for server in data.servers.iter().filter(|s| s.name != redis) {
+        let file = match server.name.strip_prefix("07 ") {
+            Some(label) => format!("resp-comparison-{label}.md"),
+            None => "resp-comparison.md".into(),
+        };
+        out.push((file, comparison(data, redis, &server.name)));
+    }
+    out.extend([
+        ("resp-spreads.md".into(), spreads(data)),
+        ("resp-setup.md".into(), setup(data)),
+    ]);
+    out
+}
+
+/// Writes `resp.json`'s tables under `dir/tables/`.
+pub fn write_tables(dir: &Path, data: &RespData) -> std::io::Result<Vec<PathBuf>> {
+    let tables = dir.join(DIR);
+    std::fs::create_dir_all(&tables)?;
+    let mut written = Vec::new();
+    for (name, text) in render(data) {
+        let path = tables.join(name);
+        std::fs::write(&path, text)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+pub fn read(dir: &Path) -> Result<RespData, String> {
+    let path = dir.join("resp.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The requests/s redis-benchmark printed for `test` in its `--csv` output
+/// (`"SET","51020.41",...`).
+pub fn parse_csv_rps(csv: &str, test: &str) -> Option<f64> {
+    csv.lines().find_map(|line| {
+        let mut cells = line.split(',').map(|c| c.trim_matches('"'));
+        (cells.next()? == test).then(|| cells.next()?.parse().ok())?
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_redis_benchmarks_csv() {
+        let csv = "\"test\",\"rps\",\"avg_latency_ms\"\n\"SET\",\"51020.41\",\"0.5\"\n\"GET\",\"59000.00\",\"0.4\"\n";
+        assert_eq!(parse_csv_rps(csv, "SET"), Some(51020.41));
+        assert_eq!(parse_csv_rps(csv, "GET"), Some(59000.0));
+        assert_eq!(parse_csv_rps(csv, "PING_INLINE"), None);
+    }
+}

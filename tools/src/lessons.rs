@@ -137,6 +137,16 @@ pub const LESSONS: &[Lesson] = &[
         protocol: Protocol::Echo,
     },
     Lesson {
+        name: "06_uring_bundles",
+        chapter: "06_uring_bundles.md",
+        model: "lesson 05 with receive bundles, gathered sends, registered files",
+        cannot: "one core; on loopback the kernel's TCP work is the floor, and zero-copy still copies",
+        linux_only: true,
+        needs_io_uring: true,
+        expected_failures: &[],
+        protocol: Protocol::Echo,
+    },
+    Lesson {
         name: "07_uring_resp",
         chapter: "07_uring_resp.md",
         model: "a pipelined RESP (Redis) subset on lesson 05's io_uring loop",
@@ -145,15 +155,6 @@ pub const LESSONS: &[Lesson] = &[
         needs_io_uring: true,
         expected_failures: &[],
         protocol: Protocol::Resp,
-    },
-    Lesson {
-        name: "06_uring_bundles",
-        chapter: "06_uring_bundles.md",
-        model: "lesson 05 with receive bundles, gathered sends, registered files",
-        cannot: "one core; on loopback the kernel's TCP work is the floor, and zero-copy still copies",
-        linux_only: true,
-        needs_io_uring: true,
-        expected_failures: &[],
     },
 ];
 

@@ -99,11 +99,35 @@ fn answer(mut stream: TcpStream, dir: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Debian's Chromium, or the one `CHROMIUM` names.
+fn chromium() -> PathBuf {
+    std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
+}
+
+/// Runs `check.mjs` over `pages` served at `base`: whether it found
+/// nothing wrong, and what it printed.
+fn check(base: &str, shots: &Path, chromium: &Path, pages: &[String]) -> (bool, String) {
+    let output = Command::new("node")
+        .arg(root().join("tests/browser/check.mjs"))
+        .arg(base)
+        .arg(shots)
+        .arg(chromium)
+        .args(pages)
+        .output()
+        .expect("node runs");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), report)
+}
+
 #[test]
 fn every_page_renders_in_a_real_browser() {
-    let chromium = std::env::var_os("CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    let chromium = chromium();
     if let Some(why) = missing(&chromium) {
         eprintln!("skipped: {why}");
         return;
@@ -130,24 +154,9 @@ fn every_page_renders_in_a_real_browser() {
     let shots = root().join("target").join("browser-screenshots");
     fs::create_dir_all(&shots).unwrap();
     let base = serve(out);
-    let output = Command::new("node")
-        .arg(root().join("tests/browser/check.mjs"))
-        .arg(&base)
-        .arg(&shots)
-        .arg(&chromium)
-        .args(&pages)
-        .output()
-        .expect("node runs");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let (clean, report) = check(&base, &shots, &chromium, &pages);
     eprintln!("{report}");
-    assert!(
-        output.status.success(),
-        "the browser found problems:\n{report}"
-    );
+    assert!(clean, "the browser found problems:\n{report}");
     assert!(
         shots.join("search-ENOBUFS.png").exists(),
         "a screenshot of the search was kept"
@@ -158,9 +167,7 @@ fn every_page_renders_in_a_real_browser() {
 /// image and a dead link, served the same way, is reported with both.
 #[test]
 fn the_browser_check_catches_a_broken_image_and_a_dead_link() {
-    let chromium = std::env::var_os("CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    let chromium = chromium();
     if let Some(why) = missing(&chromium) {
         eprintln!("skipped: {why}");
         return;
@@ -177,20 +184,8 @@ fn the_browser_check_catches_a_broken_image_and_a_dead_link() {
     let shots = dir.join("shots");
     fs::create_dir_all(&shots).unwrap();
     let base = serve(dir);
-    let output = Command::new("node")
-        .arg(root().join("tests/browser/check.mjs"))
-        .arg(&base)
-        .arg(&shots)
-        .arg(&chromium)
-        .arg("broken.html")
-        .output()
-        .expect("node runs");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(!output.status.success(), "{report}");
+    let (clean, report) = check(&base, &shots, &chromium, &["broken.html".to_string()]);
+    assert!(!clean, "{report}");
     assert!(
         report.contains("broken.html: image did not load: missing.svg"),
         "{report}"

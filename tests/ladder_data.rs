@@ -257,20 +257,11 @@ fn a_ratio_is_the_median_of_the_ratios_within_each_round() {
             })
             .and_then(|r| Some(r.user_us_per_echo? + r.system_us_per_echo?))
     };
-    let mut ratios: Vec<f64> = (1..=data.settings.rounds)
+    let ratios: Vec<f64> = (1..=data.settings.rounds)
         .filter_map(|round| Some(cpu("05_uring_multishot", round)? / cpu("03_epoll", round)?))
         .collect();
-    assert!(
-        !ratios.is_empty(),
-        "05 and 03 ran pingpong-50 in the same rounds"
-    );
-    ratios.sort_by(f64::total_cmp);
-    let n = ratios.len();
-    let median = if n % 2 == 1 {
-        ratios[n / 2]
-    } else {
-        (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0
-    };
+    let median = uring_echo_tools::ladder::median(&ratios)
+        .expect("05 and 03 ran pingpong-50 in the same rounds");
     let table = std::fs::read_to_string(data_dir().join("tables/ladder-ratios-03_epoll.md"))
         .expect("the ratio table against 03 is committed");
     // The first table in the fragment is CPU; its 05 row, third shape column.

@@ -393,9 +393,16 @@ fn an_open_loop_at_a_modest_rate_keeps_up_with_ping_pong_latencies() {
         rate.kept_up && rate.achieved_share > 0.95 && rate.achieved_share < 1.05,
         "{offered:.0}/s offered, {rate:?}\n{stderr}"
     );
+    // A server that keeps up leaves about one send per connection behind at
+    // the window's end; a machine busy with other tests can stall the
+    // client for a few milliseconds just then (102 behind at 25,000/s was
+    // seen in CI: 4 ms). So the bound is the same 5% that `kept_up` allows,
+    // of the messages due in the window, or one per connection if more.
+    let allowed =
+        (0.05 * offered * open_config.duration.as_secs_f64()).max(open.connections as f64);
     assert!(
-        rate.behind_at_end <= open.connections as u64,
-        "a server that keeps up leaves at most one send per connection behind: {rate:?}"
+        rate.behind_at_end as f64 <= allowed,
+        "a server that keeps up leaves few sends behind (at most {allowed:.0}): {rate:?}"
     );
     // Latency counts from each message's due time, so a client that sent
     // late (a coarse timer, say) would show here. The open loop's server

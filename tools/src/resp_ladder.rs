@@ -77,6 +77,12 @@ impl RespRun {
     pub fn client_busy(&self) -> f64 {
         self.client_cpu_s / self.seconds
     }
+    /// The most requests/s this benchmark could make at what it spent per
+    /// request in this run, had it been on the CPU all the time: one CPU
+    /// second over its CPU time per request.
+    pub fn client_ceiling(&self) -> f64 {
+        self.requests as f64 / self.client_cpu_s.max(1e-9)
+    }
 }
 
 /// The figures of one test at one pipeline depth: for each server the
@@ -93,6 +99,9 @@ pub struct Row {
     pub redis_busy: f64,
     pub lesson_busy: f64,
     pub client_busy: f64,
+    /// The benchmark's ceiling against the lesson (median), over Redis's
+    /// requests/s (median): the most the lesson could show as a ratio.
+    pub ceiling_ratio: f64,
 }
 
 /// Median, smallest and largest.
@@ -144,6 +153,7 @@ pub fn rows(data: &RespData, redis: &str, lesson: &str) -> Vec<Row> {
                 redis_busy: med(&r, RespRun::server_busy),
                 lesson_busy: med(&l, RespRun::server_busy),
                 client_busy: med(&clients, RespRun::client_busy),
+                ceiling_ratio: med(&l, RespRun::client_ceiling) / med(&r, |x| x.rps),
             });
         }
     }
@@ -285,6 +295,57 @@ pub fn setup(data: &RespData) -> String {
     out
 }
 
+/// The targets lesson 07 was written against (issue 18): its server CPU
+/// per request at most 0.67× Redis's for SET and GET at `-P 16` and
+/// `-P 64`, its requests/s at least 1.3× Redis's at `-P 16` and at least
+/// 0.95× at `-P 1`. Each as (what, test, pipeline, bound, at most?).
+const TARGETS: [(&str, &str, u32, f64, bool); 10] = [
+    ("server CPU per request", "SET", 16, 0.67, true),
+    ("server CPU per request", "GET", 16, 0.67, true),
+    ("server CPU per request", "SET", 64, 0.67, true),
+    ("server CPU per request", "GET", 64, 0.67, true),
+    ("requests/s", "PING_INLINE", 16, 1.3, false),
+    ("requests/s", "SET", 16, 1.3, false),
+    ("requests/s", "GET", 16, 1.3, false),
+    ("requests/s", "PING_INLINE", 1, 0.95, false),
+    ("requests/s", "SET", 1, 0.95, false),
+    ("requests/s", "GET", 1, 0.95, false),
+];
+
+/// The targets table: each target, the ratio measured (the median of the
+/// per-round ratios, with their range), whether the median meets it, and
+/// for requests/s the benchmark's own ceiling as a ratio (one CPU second
+/// over what it spent per request against the lesson, over Redis's
+/// requests/s): a target above the ceiling is out of this client's reach.
+/// Targets whose test or depth the run did not measure are left out.
+pub fn targets(data: &RespData, redis: &str, lesson: &str) -> String {
+    let rows = rows(data, redis, lesson);
+    let mut out = String::from(
+        "| target | test | -P | bound | measured (median of rounds, range) | met | \
+         client's ceiling |\n|---|---|---|---|---|---|---|\n",
+    );
+    for (what, test, pipeline, bound, at_most) in TARGETS {
+        let Some(row) = rows.iter().find(|r| r.test == test && r.pipeline == pipeline) else {
+            continue;
+        };
+        let measured = if at_most { row.us_ratio } else { row.rps_ratio };
+        let met = if at_most { measured.0 <= bound } else { measured.0 >= bound };
+        let _ = writeln!(
+            out,
+            "| {what} | {test} | {pipeline} | {} {bound:.2}× Redis's | {} | {} | {} |",
+            if at_most { "at most" } else { "at least" },
+            ratio(measured),
+            if met { "yes" } else { "**no**" },
+            if at_most {
+                "".to_string()
+            } else {
+                format!("{:.2}×", row.ceiling_ratio)
+            },
+        );
+    }
+    out
+}
+
 /// Every table, by file name: one comparison with redis-server for lesson
 /// 07 (`resp-comparison.md`) and one for each variant of it
 /// (`resp-comparison-LABEL.md`, the label after `07 `).
@@ -299,6 +360,10 @@ pub fn render(data: &RespData) -> Vec<(String, String)> {
         out.push((file, comparison(data, redis, &server.name)));
     }
     out.extend([
+        (
+            "resp-targets.md".into(),
+            targets(data, redis, "07_uring_resp"),
+        ),
         ("resp-spreads.md".into(), spreads(data)),
         ("resp-setup.md".into(), setup(data)),
     ]);

@@ -62,6 +62,9 @@ impl Server {
     /// write into our buffers. The listener closes when the server drops,
     /// with no accept pending on it, so the port is free at once.
     pub(crate) fn shutdown(&mut self) -> io::Result<()> {
+        // Counted now: a cancelled receive closes its connection as it
+        // completes, before the count below would see it.
+        let open = self.live();
         let mut targets = Vec::new();
         if self.accepting {
             targets.push(pack(Kind::Accept, 0, 0));
@@ -92,7 +95,6 @@ impl Server {
             self.enter(1)?;
             self.reap()?;
         }
-        let open = self.live();
         self.conns.clear();
         eprintln!("closed {open} connections");
         Ok(())

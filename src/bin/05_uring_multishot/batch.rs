@@ -24,6 +24,18 @@
 //! most [`MOST`]) only while at least [`BUSY`] connections are busy and the
 //! thread is busy at least [`BUSY_SHARE_ON`] of the time; it stops below
 //! [`BUSY_SHARE_OFF`]. `--batch N` fixes the number instead.
+//!
+//! A server that is not busy can still gain from a batch, when its clients
+//! are what sets the pace: a client that gets 20 replies in one wake-up
+//! handles them with one `epoll_wait` instead of 20, and sends its next
+//! requests sooner (lesson 07 under `redis-benchmark` is such a case). The
+//! sign is the same as before, seen from the other side: the batches fill
+//! before their timer. So while many connections are busy, `auto` tries a
+//! batch for one CPU window every [`PROBE_EVERY`], and keeps batching while
+//! the enters return with at least [`FILL_ON`] of the completions they
+//! waited for (stopping below [`FILL_OFF`]). At a fixed offered rate the
+//! batches end on their timer, barely filled, and the trial ends after one
+//! window: it costs a few per cent of one window in [`PROBE_EVERY`].
 
 use std::time::{Duration, Instant};
 
@@ -44,6 +56,16 @@ pub(crate) const MOST: u32 = 32;
 /// it does not flip at every window when the share sits near one).
 pub(crate) const BUSY_SHARE_ON: f64 = 0.75;
 pub(crate) const BUSY_SHARE_OFF: f64 = 0.6;
+
+/// How often `auto`, when neither rule has it batching, tries a batch for
+/// one CPU window to see whether batches fill.
+pub(crate) const PROBE_EVERY: Duration = Duration::from_millis(500);
+
+/// The share of the completions it waited for that a batched enter must
+/// return with, on average over a CPU window, for `auto` to go on batching
+/// after a trial, and below which it stops.
+pub(crate) const FILL_ON: f64 = 0.75;
+pub(crate) const FILL_OFF: f64 = 0.5;
 
 /// How long one count of busy connections lasts, and one measure of the
 /// thread's CPU share (reading the thread's CPU clock is a system call:
@@ -66,8 +88,18 @@ pub(crate) struct Batching {
     /// When the current CPU window began, and the thread's CPU time then.
     cpu_started: Instant,
     cpu_then: Duration,
-    /// Whether `auto` is batching now.
+    /// Whether `auto` is batching now because the server is busy.
     on: bool,
+    /// Whether it is batching because batches fill, whether this CPU window
+    /// is a trial of that, and when the last trial began.
+    filling: bool,
+    trial: bool,
+    last_trial: Instant,
+    /// The completions the batched enters of this CPU window waited for,
+    /// and how many they came back with; the last enter's wish.
+    asked: u64,
+    got: u64,
+    last_want: usize,
 }
 
 impl Batching {
@@ -82,6 +114,24 @@ impl Batching {
             cpu_started: Instant::now(),
             cpu_then: thread_cpu_time(),
             on: false,
+            filling: false,
+            trial: false,
+            // As if the last trial were long ago: the first may come at once.
+            last_trial: Instant::now()
+                .checked_sub(PROBE_EVERY)
+                .unwrap_or_else(Instant::now),
+            asked: 0,
+            got: 0,
+            last_want: 1,
+        }
+    }
+
+    /// The enter that `want` sized came back, and the completion queue held
+    /// `completions`: how full the batch was.
+    pub(crate) fn reaped(&mut self, completions: usize) {
+        if self.last_want > 1 {
+            self.asked += self.last_want as u64;
+            self.got += completions.min(self.last_want) as u64;
         }
     }
 
@@ -96,7 +146,7 @@ impl Batching {
 
     /// How many completions the next enter should wait for.
     pub(crate) fn want(&mut self) -> usize {
-        match self.choice {
+        let want = match self.choice {
             BatchChoice::Fixed(n) => n as usize,
             BatchChoice::Auto if !self.min_wait => 1,
             BatchChoice::Auto => {
@@ -114,10 +164,29 @@ impl Batching {
                     self.on = decide(self.on, self.busy, share);
                     self.cpu_then = cpu;
                     self.cpu_started = now;
+                    // The fill rule: judge the trial, or the batching it
+                    // started, by how full this window's batches were.
+                    let fill = (self.asked > 0).then(|| self.got as f64 / self.asked as f64);
+                    self.filling = keep_filling(self.filling, self.trial, self.busy, fill);
+                    (self.asked, self.got, self.trial) = (0, 0, false);
+                    if !self.on
+                        && !self.filling
+                        && self.busy >= BUSY
+                        && now.duration_since(self.last_trial) >= PROBE_EVERY
+                    {
+                        self.trial = true;
+                        self.last_trial = now;
+                    }
                 }
-                if self.on { auto_batch(self.busy) } else { 1 }
+                if self.on || self.filling || self.trial {
+                    auto_batch(self.busy)
+                } else {
+                    1
+                }
             }
-        }
+        };
+        self.last_want = want;
+        want
     }
 
     /// In a few words, for the start-up line.
@@ -130,7 +199,7 @@ impl Batching {
                 .into(),
             BatchChoice::Auto => format!(
                 "waits for 1 completion, or for up to {MOST} (or {wait_usec} µs) while \
-                 {BUSY} or more connections and the server are busy"
+                 {BUSY} or more connections are busy and the server is too, or batches fill"
             ),
         }
     }
@@ -141,6 +210,14 @@ impl Batching {
 pub(crate) fn decide(on: bool, busy: u32, share: f64) -> bool {
     let mark = if on { BUSY_SHARE_OFF } else { BUSY_SHARE_ON };
     busy >= BUSY && share >= mark
+}
+
+/// Whether `auto` batches next because batches fill, given whether it did,
+/// whether the window just ended was a trial, the busy connections, and the
+/// share of what the window's batched enters waited for that they got.
+pub(crate) fn keep_filling(filling: bool, trial: bool, busy: u32, fill: Option<f64>) -> bool {
+    let mark = if filling { FILL_OFF } else { FILL_ON };
+    (filling || trial) && busy >= BUSY && fill.is_some_and(|f| f >= mark)
 }
 
 /// The batch `auto` waits for with `busy` connections busy.
@@ -168,6 +245,48 @@ mod tests {
         assert!(decide(true, 50, 0.7));
         assert!(!decide(true, 50, 0.5));
         assert!(!decide(true, BUSY - 1, 1.0));
+    }
+
+    #[test]
+    fn a_trial_keeps_batching_only_if_its_batches_fill() {
+        assert!(keep_filling(false, true, 50, Some(0.9)), "a trial that filled");
+        assert!(!keep_filling(false, true, 50, Some(0.3)), "a trial that ended on timers");
+        assert!(!keep_filling(false, true, 50, None), "a trial with no batched enter");
+        assert!(!keep_filling(false, false, 50, Some(1.0)), "no trial, no start");
+        // Once on, it stays on down to the lower mark, and only while busy.
+        assert!(keep_filling(true, false, 50, Some(0.6)));
+        assert!(!keep_filling(true, false, 50, Some(0.4)));
+        assert!(!keep_filling(true, false, BUSY - 1, Some(1.0)));
+    }
+
+    #[test]
+    fn a_batch_counts_what_it_waited_for_and_what_came() {
+        let mut batching = Batching::new(BatchChoice::Fixed(8), true);
+        assert_eq!(batching.want(), 8);
+        batching.reaped(20); // more than asked counts as full, not more
+        batching.reaped(2); // an enter that came back with 2 of 8
+        assert_eq!((batching.asked, batching.got), (16, 10));
+        let mut one = Batching::new(BatchChoice::Fixed(1), true);
+        one.want();
+        one.reaped(5);
+        assert_eq!(one.asked, 0, "a wait for one is no batch");
+    }
+
+    #[test]
+    fn a_busy_idle_server_tries_a_batch_then_keeps_it_if_it_fills() {
+        let mut batching = Batching::new(BatchChoice::Auto, true);
+        batching.active = 50;
+        batching.started -= WINDOW;
+        batching.cpu_started -= CPU_WINDOW;
+        // The thread has barely run: the CPU rule says no, a trial starts.
+        assert_eq!(batching.want(), auto_batch(50));
+        assert!(batching.trial && !batching.on);
+        batching.reaped(25);
+        batching.active = 50;
+        batching.started -= WINDOW;
+        batching.cpu_started -= CPU_WINDOW;
+        assert_eq!(batching.want(), auto_batch(50), "the trial's batches filled");
+        assert!(batching.filling && !batching.trial);
     }
 
     #[test]

@@ -102,6 +102,9 @@ impl Server {
     /// still write into our buffers. The accept is among them, so when the
     /// listener closes nothing holds it, and the port is free at once.
     pub(crate) fn shutdown(&mut self) -> io::Result<()> {
+        // Counted now: a cancelled receive closes its connection as it
+        // completes, before the end of this function.
+        let open = self.conns.iter().filter(|c| c.socket.is_some()).count();
         if self.accept == Shot::Armed {
             self.cancel(pack(Kind::Accept, 0, 0))?;
         }
@@ -126,10 +129,8 @@ impl Server {
             self.reap()?;
         }
         // Close what had nothing in flight.
-        let mut open = 0;
         for index in 0..self.conns.len() {
             if self.conns[index].socket.is_some() {
-                open += 1;
                 self.close_if_done(index)?;
             }
         }

@@ -85,6 +85,8 @@ impl Server {
                 .map(|c| (c.user_data(), c.result(), c.flags())),
         );
         drop(completion);
+        // How full the batch was, for `--batch auto`'s trials.
+        self.batching.reaped(batch.len());
         for &(user_data, res, flags) in &batch {
             self.stats.completions += 1;
             if !cqueue::more(flags) {

@@ -94,6 +94,7 @@ impl Batching {
         }
     }
 
+    // ANCHOR: want
     /// How many completions the next enter should wait for.
     pub(crate) fn want(&mut self) -> usize {
         match self.choice {
@@ -119,6 +120,7 @@ impl Batching {
             }
         }
     }
+    // ANCHOR_END: want
 
     /// In a few words, for the start-up line.
     pub(crate) fn describe(&self, wait_usec: u32) -> String {
@@ -136,6 +138,7 @@ impl Batching {
     }
 }
 
+// ANCHOR: decide
 /// Whether `auto` batches next, given whether it batched, the busy
 /// connections, and the thread's CPU share over the last CPU window.
 pub(crate) fn decide(on: bool, busy: u32, share: f64) -> bool {
@@ -147,6 +150,7 @@ pub(crate) fn decide(on: bool, busy: u32, share: f64) -> bool {
 pub(crate) fn auto_batch(busy: u32) -> usize {
     (busy / 2).clamp(1, MOST) as usize
 }
+// ANCHOR_END: decide
 
 /// The CPU time this thread has used (`CLOCK_THREAD_CPUTIME_ID`), zero if
 /// it cannot be read (then `auto` never batches: its share reads as 0).

@@ -28,6 +28,7 @@ static ACCEPT_PAUSE: types::Timespec = types::Timespec::new().nsec(100_000_000);
 const MULTISHOT_ACCEPT_ABOVE: usize = 2 * uring_echo_book::listen::BACKLOG as usize;
 
 impl Server {
+    // ANCHOR: arm_accept
     /// Arms the accept: a multishot one while many slots are free, a
     /// single-shot one near the cap (see `MULTISHOT_ACCEPT_ABOVE`).
     pub(crate) fn arm_accept(&mut self) -> io::Result<()> {
@@ -51,7 +52,9 @@ impl Server {
         self.accept = Shot::Armed;
         Ok(())
     }
+    // ANCHOR_END: arm_accept
 
+    // ANCHOR: on_accept
     pub(crate) fn on_accept(&mut self, res: i32, more: bool) -> io::Result<()> {
         if !more {
             // Ended: a single-shot accept always, a multishot one by an
@@ -110,6 +113,7 @@ impl Server {
         }
         self.arm_accept()
     }
+    // ANCHOR_END: on_accept
 
     fn arm_timeout(&mut self) -> io::Result<()> {
         if self.timeout_armed || self.stopping {

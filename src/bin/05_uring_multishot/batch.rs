@@ -144,6 +144,7 @@ impl Batching {
         }
     }
 
+    // ANCHOR: want
     /// How many completions the next enter should wait for.
     pub(crate) fn want(&mut self) -> usize {
         let want = match self.choice {
@@ -188,6 +189,7 @@ impl Batching {
         self.last_want = want;
         want
     }
+    // ANCHOR_END: want
 
     /// In a few words, for the start-up line.
     pub(crate) fn describe(&self, wait_usec: u32) -> String {
@@ -205,6 +207,7 @@ impl Batching {
     }
 }
 
+// ANCHOR: decide
 /// Whether `auto` batches next, given whether it batched, the busy
 /// connections, and the thread's CPU share over the last CPU window.
 pub(crate) fn decide(on: bool, busy: u32, share: f64) -> bool {
@@ -224,6 +227,7 @@ pub(crate) fn keep_filling(filling: bool, trial: bool, busy: u32, fill: Option<f
 pub(crate) fn auto_batch(busy: u32) -> usize {
     (busy / 2).clamp(1, MOST) as usize
 }
+// ANCHOR_END: decide
 
 /// The CPU time this thread has used (`CLOCK_THREAD_CPUTIME_ID`), zero if
 /// it cannot be read (then `auto` never batches: its share reads as 0).

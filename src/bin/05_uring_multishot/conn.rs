@@ -79,6 +79,7 @@ impl RecvMode {
     }
 }
 
+// ANCHOR: conn_struct
 /// One slot of the connection table, allocated once at start-up.
 pub(crate) struct Conn {
     /// The socket; `None` marks a free slot.
@@ -111,6 +112,7 @@ pub(crate) struct Conn {
     /// counted as busy (see `batch.rs`).
     pub(crate) window: u32,
 }
+// ANCHOR_END: conn_struct
 
 impl Conn {
     pub(crate) fn free() -> Conn {

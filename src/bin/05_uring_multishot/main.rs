@@ -279,6 +279,7 @@ impl Server {
         Ok(())
     }
 
+    // ANCHOR: enter
     /// One system call: hand the kernel every queued request and wait for
     /// at least one completion. With DEFER_TASKRUN this is also when the
     /// kernel does the deferred work that produces completions, which is
@@ -320,8 +321,10 @@ impl Server {
         }
         Ok(())
     }
+    // ANCHOR_END: enter
 
     /// Handles every completion in the queue.
+    // ANCHOR: reap
     fn reap(&mut self) -> io::Result<()> {
         // Copy the completions out first: handling one queues new requests,
         // which needs the ring, which the completion queue borrows. The
@@ -354,6 +357,7 @@ impl Server {
         self.batch = batch;
         self.wake_waiting()
     }
+    // ANCHOR_END: reap
 
     /// Hands one completion to the handler of its kind: `accept.rs`,
     /// `recv.rs`, `send.rs`, `shutdown.rs`.

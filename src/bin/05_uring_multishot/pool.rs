@@ -21,6 +21,7 @@ pub(crate) const RESERVE: u16 = 1;
 /// "No buffer": the end of a connection's queue of buffers.
 pub(crate) const NONE: u16 = u16::MAX;
 
+// ANCHOR: ring_entry
 /// One entry of a buffer ring, laid out as the kernel's `struct io_uring_buf`:
 /// where a buffer is, how long it is, and its id. In entry 0 the last two
 /// bytes are not `resv` but the ring's tail: the kernel reads them there.
@@ -33,6 +34,7 @@ struct RingEntry {
 }
 
 const _: () = assert!(std::mem::size_of::<RingEntry>() == 16);
+// ANCHOR_END: ring_entry
 
 /// A registered buffer ring: the entries through which we hand one group's
 /// buffers to the kernel.
@@ -92,6 +94,7 @@ impl BufRing {
         }
     }
 
+    // ANCHOR: publish
     /// Writes an entry at the tail, then publishes the new tail.
     fn publish(&mut self, addr: *const u8, len: u32, bid: u16) {
         let slot = usize::from(self.tail & self.mask);
@@ -117,6 +120,7 @@ impl BufRing {
                 .store(self.tail, Ordering::Release);
         }
     }
+    // ANCHOR_END: publish
 }
 
 impl Drop for BufRing {
@@ -199,6 +203,7 @@ impl Pool {
         usize::from(usize::from(bid) >= self.open)
     }
 
+    // ANCHOR: give_back
     /// A completion named buffer `bid`: the kernel took it, it is ours.
     pub(crate) fn taken(&mut self, bid: u16) {
         let group = self.group_of(bid);
@@ -212,6 +217,7 @@ impl Pool {
         self.rings[group].publish(addr, len, bid);
         self.out[group] -= 1;
     }
+    // ANCHOR_END: give_back
 
     /// The address of byte `offset` of buffer `bid`.
     pub(crate) fn addr(&self, bid: u16, offset: usize) -> *const u8 {

@@ -29,6 +29,7 @@ const PROBE_CANCEL: u64 = PROBE - 1;
 /// One page: the ring (one 16-byte entry) at its start, the buffer after.
 const PAGE: usize = 4096;
 
+// ANCHOR: probe_steps
 /// Multishot receive (Linux 6.0) has the opcode of a plain receive, so the
 /// opcode probe cannot tell whether the kernel has it. This finds out by
 /// trying: it arms a multishot receive on one end of a fresh socket pair,
@@ -56,6 +57,7 @@ pub(crate) fn check_multishot_recv(ring: &mut IoUring) -> Result<(), String> {
     }
     result
 }
+// ANCHOR_END: probe_steps
 
 /// One page with a buffer ring of one entry at its start, the entry naming
 /// a 64-byte buffer in the second half of the page, and the ring's tail

@@ -13,6 +13,7 @@ use crate::pool::{NONE, OPEN, RESERVE};
 use crate::setup::Server;
 
 // ANCHOR: arm_recv
+// ANCHOR: rearm
 /// Why `arm_recv` is called: a new connection's first receive, a re-arm,
 /// or a turn in line for buffers (which may not queue behind the line again).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -66,7 +67,9 @@ impl Server {
         unsafe { self.push(entry) }
     }
 }
+// ANCHOR_END: rearm
 
+// ANCHOR: open_recv
 /// Flags of a receive request, in its `ioprio` field (the io-uring crate
 /// does not export them). `POLL_FIRST` (Linux 5.19): wait until the socket
 /// is readable before trying to receive. `MULTISHOT` (6.0): stay armed.
@@ -94,10 +97,12 @@ fn open_recv(fd: types::Fd, mode: RecvMode, size: u32) -> squeue::Entry {
         .build()
         .flags(squeue::Flags::BUFFER_SELECT)
 }
+// ANCHOR_END: open_recv
 // ANCHOR_END: arm_recv
 
 // ANCHOR: on_recv
 impl Server {
+    // ANCHOR: on_recv_fn
     pub(crate) fn on_recv(&mut self, index: usize, res: i32, flags: u32) -> io::Result<()> {
         let more = cqueue::more(flags);
         if !more {
@@ -141,6 +146,7 @@ impl Server {
         }
         self.after_recv(index, more)
     }
+    // ANCHOR_END: on_recv_fn
 
     /// Queues a received buffer behind the connection's other unsent ones,
     /// and sends it unless a send is in flight.

@@ -46,6 +46,7 @@ impl Server {
         Ok(true)
     }
 
+    // ANCHOR: on_send_fn
     pub(crate) fn on_send(&mut self, index: usize, res: i32) -> io::Result<()> {
         let conn = &mut self.conns[index];
         conn.sending = false;
@@ -91,6 +92,7 @@ impl Server {
         // this was the last thing in flight, and the connection closes.
         self.close_if_done(index)
     }
+    // ANCHOR_END: on_send_fn
 }
 // ANCHOR_END: on_send
 

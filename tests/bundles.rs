@@ -232,3 +232,68 @@ fn the_cap_holds_and_slots_are_reused() {
     assert_eq!(stat(&stderr, "refused"), 0, "{stderr}");
     assert_eq!(stat(&stderr, "accepted"), 24, "{stderr}");
 }
+
+/// `--direct-accept on`: every connection lives only in the file table,
+/// accepted there by the kernel; the grader's every check passes, every
+/// accept was a direct one, and every connection was closed through the
+/// ring (its table slot freed), none left over.
+#[test]
+fn direct_accept_passes_every_check() {
+    let Some(server) = start(&["--direct-accept", "on"]) else {
+        return;
+    };
+    let stderr = grade_and_stop(server, "06 --direct-accept on", &[]);
+    if !has(&stderr, "direct-accept") {
+        return;
+    }
+    let accepted = stat(&stderr, "accepted");
+    assert!(accepted > 3000, "{stderr}");
+    assert_eq!(stat(&stderr, "direct_accepts"), accepted, "{stderr}");
+    assert_eq!(stat(&stderr, "closed"), accepted, "{stderr}");
+    assert_eq!(stat(&stderr, "fixed_files"), 0, "{stderr}");
+    assert_eq!(stat(&stderr, "allocations_after_startup"), 0, "{stderr}");
+}
+
+/// The cap with direct descriptors: a slot comes back only when the
+/// kernel has closed its table entry, and accepting pauses and resumes.
+#[test]
+fn direct_accept_holds_the_cap_and_reuses_slots() {
+    let Some(server) = start(&["--max-conns", "8", "--direct-accept", "on"]) else {
+        return;
+    };
+    for round in 0..3 {
+        let mut clients: Vec<_> = (0..8)
+            .map(|_| client::connect(server.addr(), LIMIT).unwrap())
+            .collect();
+        for (i, c) in clients.iter_mut().enumerate() {
+            client::echo_once(c, round * 8 + i as u64, 0, 100)
+                .unwrap_or_else(|e| panic!("round {round}: {e}\n{}", server.stderr()));
+        }
+    }
+    let stderr = stop(server, "06 direct cap");
+    if !has(&stderr, "direct-accept") {
+        return;
+    }
+    assert_eq!(stat(&stderr, "refused"), 0, "{stderr}");
+    assert_eq!(stat(&stderr, "accepted"), 24, "{stderr}");
+    assert_eq!(stat(&stderr, "direct_accepts"), 24, "{stderr}");
+}
+
+/// `--direct-accept` without the file table runs with plain descriptors,
+/// and says why in one line.
+#[test]
+fn direct_accept_without_the_table_says_so_and_runs() {
+    let Some(server) = start(&["--direct-accept", "on", "--fixed-files", "off"]) else {
+        return;
+    };
+    let mut c = client::connect(server.addr(), LIMIT).unwrap();
+    client::echo_once(&mut c, 1, 0, 100).unwrap();
+    drop(c);
+    let stderr = stop(server, "06 direct without table");
+    assert!(
+        stderr.contains("--direct-accept: needs the registered file table"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("direct-accept off"), "{stderr}");
+    assert_eq!(stat(&stderr, "direct_accepts"), 0, "{stderr}");
+}

@@ -8,6 +8,7 @@ use io_uring::cqueue;
 use nix::libc;
 
 use crate::conn::{Kind, unpack};
+use crate::direct::CLOSE_TAG;
 use crate::push::{RETRIES, is_transient};
 use crate::setup::Server;
 
@@ -103,12 +104,18 @@ impl Server {
             // The kernel took a buffer from a ring: it is ours now.
             self.pool.taken(bid);
         }
+        if user_data & CLOSE_TAG == CLOSE_TAG {
+            // A direct descriptor's close (`direct.rs`).
+            return self.on_direct_closed((user_data & 0xffff_ffff) as usize, res);
+        }
         let (kind, index, generation) = unpack(user_data);
-        let current = self
-            .conns
-            .get(index)
-            .is_some_and(|c| c.socket.is_some() && c.generation == generation);
+        let current = index < self.conns.len()
+            && self.live(index)
+            && self.conns[index].generation == generation;
         match kind {
+            Some(Kind::Accept) if self.features.direct_accept => {
+                self.on_direct_accept(res, cqueue::more(flags))
+            }
             Some(Kind::Accept) => self.on_accept(res, cqueue::more(flags)),
             Some(Kind::Recv) if current => self.on_recv(index, res, flags),
             Some(Kind::Send) if current => self.on_send_completion(index, res, flags),
@@ -125,7 +132,7 @@ impl Server {
             Some(Kind::Signal) => self.on_signal(res),
             Some(Kind::Timeout) => {
                 self.timeout_armed = false;
-                self.arm_accept()
+                self.arm_any_accept()
             }
             Some(Kind::Cancel) | None => Ok(()),
         }

@@ -13,6 +13,8 @@
 //!   (`sendmsg` with a list of buffers) instead of one send each;
 //! - `--fixed-files`: each connection's socket in the ring's **registered
 //!   file table**, so no request looks the descriptor up again;
+//! - `--direct-accept`: the accept puts each new socket straight into
+//!   that table (a **direct descriptor**), so no descriptor exists at all;
 //! - `--send-zc`: **zero-copy send** (Linux 6.0) from the pool registered as
 //!   a fixed buffer, with the notification that says whether the kernel
 //!   copied after all (on loopback it does);
@@ -83,6 +85,9 @@ mod send;
 mod bundle;
 #[cfg(target_os = "linux")]
 mod sent;
+// new: accepting into the file table, and closing what is only there.
+#[cfg(target_os = "linux")]
+mod direct;
 // the event loop, 05's, with a send's completions going to `send.rs`.
 #[cfg(target_os = "linux")]
 mod event_loop;
@@ -144,6 +149,7 @@ fn main() -> ExitCode {
     server.stats.allocations_after_startup = alloc_count::allocations() - before;
     let result = result.and_then(|()| {
         eprintln!("signal received: closing every connection");
+        server.close_idle_direct()?;
         server.shutdown()
     });
     match result {

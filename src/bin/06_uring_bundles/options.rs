@@ -90,6 +90,13 @@ pub(crate) struct Args {
     #[arg(long, value_enum, default_value_t = Switch::On)]
     pub(crate) fixed_files: Switch,
 
+    /// Accept straight into the registered file table (Linux 5.19): the
+    /// kernel puts each new socket in a free slot and tells us which, so
+    /// no descriptor and no `register_files_update` per connection. Needs
+    /// --fixed-files on.
+    #[arg(long, value_enum, default_value_t = Switch::Off)]
+    pub(crate) direct_accept: Switch,
+
     /// Zero-copy sends (Linux 6.0) from the pool, registered as a fixed
     /// buffer; one buffer per send. The counters at exit say how many the
     /// kernel copied anyway (`zc_copied`).

@@ -198,9 +198,10 @@ impl Server {
     /// of it, as in lesson 05; a socket in the file table leaves it first,
     /// or the table's reference would keep the connection open.
     pub(crate) fn close_if_done(&mut self, index: usize) -> io::Result<()> {
+        let live = self.live(index);
         let conn = &mut self.conns[index];
         let finished = conn.failed || self.stopping || (conn.peer_done && conn.head == NONE);
-        if conn.socket.is_none() || !finished || conn.recv != Shot::Idle || conn.sending {
+        if !live || !finished || conn.recv != Shot::Idle || conn.sending {
             return Ok(());
         }
         while conn.head != NONE {
@@ -212,6 +213,17 @@ impl Server {
         conn.held = 0;
         let slot = self.slots.get(index);
         // SAFETY: ours; nothing of this connection is in flight.
+        if unsafe { (*slot).direct } {
+            // A direct descriptor: no socket to drop, a `Close` on its
+            // table slot instead; the slot is free once that completes.
+            // SAFETY: as above.
+            unsafe {
+                (*slot).direct = false;
+                (*slot).fixed = false;
+            }
+            return self.close_direct(index);
+        }
+        // SAFETY: as above.
         if unsafe { (*slot).fixed } {
             if let Err(e) = update_file_table(&self.ring, index, -1) {
                 eprintln!("cannot remove a socket from the file table: {e}");
@@ -223,7 +235,7 @@ impl Server {
         self.free.push(index as u32);
         self.stats.closed += 1;
         // A slot and a descriptor are free: resume accepting if it paused.
-        self.arm_accept()
+        self.arm_any_accept()
     }
 }
 // ANCHOR_END: close

@@ -334,7 +334,7 @@ impl Server {
         };
         if let Err(e) = server
             .submit_signal_read()
-            .and_then(|()| server.arm_accept())
+            .and_then(|()| server.arm_any_accept())
         {
             // The signal read may be queued or in flight, writing into
             // `siginfo`: never free it.
@@ -361,10 +361,12 @@ impl Server {
         let f = self.features;
         let on = |b: bool| if b { "on" } else { "off" };
         eprintln!(
-            "features: recv-bundle {} send-gather {} fixed-files {} send-zc {} sqpoll {}",
+            "features: recv-bundle {} send-gather {} fixed-files {} direct-accept {} send-zc {} \
+             sqpoll {}",
             on(f.recv_bundle),
             on(f.send_gather),
             on(f.fixed_files),
+            on(f.direct_accept),
             on(f.send_zc),
             on(f.sqpoll),
         );

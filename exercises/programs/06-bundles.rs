@@ -57,6 +57,10 @@ mod send;
 #[cfg(target_os = "linux")]
 #[path = "../../src/bin/06_uring_bundles/sent.rs"]
 mod sent;
+// accepting into the file table, and closing what is only there.
+#[cfg(target_os = "linux")]
+#[path = "../../src/bin/06_uring_bundles/direct.rs"]
+mod direct;
 // the event loop, 05's, with a send's completions going to `send.rs`.
 #[cfg(target_os = "linux")]
 #[path = "../../src/bin/06_uring_bundles/event_loop.rs"]
@@ -119,6 +123,7 @@ fn main() -> ExitCode {
     server.stats.allocations_after_startup = alloc_count::allocations() - before;
     let result = result.and_then(|()| {
         eprintln!("signal received: closing every connection");
+        server.close_idle_direct()?;
         server.shutdown()
     });
     match result {

@@ -98,7 +98,8 @@ fn every_feature_off_is_lesson_05_and_passes_every_check() {
     let Some(server) = start(&off) else { return };
     let stderr = grade_and_stop(server, "06 all off", &[]);
     assert!(
-        stderr.contains("recv-bundle off send-gather off fixed-files off send-zc off sqpoll off"),
+        stderr.contains("recv-bundle off send-gather off fixed-files off direct-accept off buf-inc off send-zc off \
+             sqpoll off"),
         "{stderr}"
     );
     for counter in ["bundles", "gathered_sends", "fixed_files", "zc_sends"] {
@@ -296,4 +297,106 @@ fn direct_accept_without_the_table_says_so_and_runs() {
     );
     assert!(stderr.contains("direct-accept off"), "{stderr}");
     assert_eq!(stat(&stderr, "direct_accepts"), 0, "{stderr}");
+}
+
+/// The options of the chapter's incremental run: larger buffers, fewer.
+const INC: [&str; 6] = [
+    "--buf-inc",
+    "on",
+    "--buffer-size",
+    "65536",
+    "--buffers",
+    "512",
+];
+
+/// `--buf-inc on`: every check passes; receives leave their buffer with
+/// the kernel (`buf_more`), so pieces of one buffer go out in order to
+/// whoever they belong to; no piece is ever missing.
+#[test]
+fn incremental_buffers_pass_every_check() {
+    let Some(server) = start(&INC) else { return };
+    let stderr = grade_and_stop(server, "06 --buf-inc on", &[]);
+    if !has(&stderr, "buf-inc") {
+        return;
+    }
+    assert!(stat(&stderr, "buf_more") > 0, "{stderr}");
+    assert!(
+        stat(&stderr, "inc_pieces") > stat(&stderr, "recv_completions"),
+        "{stderr}"
+    );
+    assert_eq!(stat(&stderr, "piece_overflows"), 0, "{stderr}");
+    assert_eq!(stat(&stderr, "allocations_after_startup"), 0, "{stderr}");
+}
+
+/// Incremental consumption with bundles, small buffers of an odd size (so
+/// pieces start at odd offsets) and a pool so small that buffers are
+/// shared by connections and run out: no byte lost or reordered.
+#[test]
+fn incremental_small_buffers_with_bundles_lose_no_byte() {
+    let Some(server) = start(&[
+        "--buf-inc",
+        "on",
+        "--buffers",
+        "16",
+        "--buffer-size",
+        "1000",
+        "--recv",
+        "multishot",
+    ]) else {
+        return;
+    };
+    let stderr = grade_and_stop(
+        server,
+        "06 --buf-inc, small buffers",
+        &["stalled_many", "idle", "churn"],
+    );
+    if !has(&stderr, "buf-inc") {
+        return;
+    }
+    assert!(stat(&stderr, "buf_more") > 0, "{stderr}");
+    assert!(stat(&stderr, "bundles") > 0, "{stderr}");
+    assert_eq!(stat(&stderr, "piece_overflows"), 0, "{stderr}");
+}
+
+/// A 4 MiB echo through 64 KiB incremental buffers: bundles of pieces,
+/// every byte checked.
+#[test]
+fn a_large_echo_through_incremental_buffers() {
+    let Some(server) = start(&INC) else { return };
+    let mut stream = client::connect(server.addr(), LIMIT).unwrap();
+    stream.set_read_timeout(Some(LIMIT)).unwrap();
+    let data: Vec<u8> = (0..4u32 << 20).map(|i| (i % 253) as u8).collect();
+    let mut writer = stream.try_clone().unwrap();
+    let sent = data.clone();
+    let write = thread::spawn(move || writer.write_all(&sent));
+    let mut back = vec![0u8; data.len()];
+    stream.read_exact(&mut back).unwrap();
+    write.join().unwrap().unwrap();
+    assert!(back == data, "the echo differs");
+    drop(stream);
+    let stderr = stop(server, "06 --buf-inc large echo");
+    if !has(&stderr, "buf-inc") {
+        return;
+    }
+    assert!(stat(&stderr, "inc_pieces") > 0, "{stderr}");
+    assert_eq!(stat(&stderr, "piece_overflows"), 0, "{stderr}");
+}
+
+/// Lesson 05's fault with incremental buffers: a buffer shared by several
+/// connections is pinned by the slowest of them, so 64 peers that never
+/// read can pin the whole open pool; the reserve (whole buffers) still
+/// serves a newcomer.
+#[test]
+fn incremental_buffers_and_sixty_four_peers_that_never_read() {
+    let Some(server) = start(&INC) else { return };
+    let served = grader::checks::stalled_many_with(server.addr(), 64, 8 << 20)
+        .unwrap_or_else(|e| panic!("64 peers that never read: {e}\n{}", server.stderr()));
+    eprintln!("{served}");
+    let stderr = stop(server, "06 --buf-inc 64 stalled");
+    if !has(&stderr, "buf-inc") {
+        return;
+    }
+    assert_eq!(stat(&stderr, "conn_errors"), 0, "{stderr}");
+    assert_eq!(stat(&stderr, "piece_overflows"), 0, "{stderr}");
+    assert_eq!(stat(&stderr, "allocations_after_startup"), 0, "{stderr}");
 }

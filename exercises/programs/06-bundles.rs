@@ -57,6 +57,10 @@ mod send;
 #[cfg(target_os = "linux")]
 #[path = "../../src/bin/06_uring_bundles/sent.rs"]
 mod sent;
+// a receive's bytes as pieces of buffers (incremental consumption).
+#[cfg(target_os = "linux")]
+#[path = "../../src/bin/06_uring_bundles/inc.rs"]
+mod inc;
 // accepting into the file table, and closing what is only there.
 #[cfg(target_os = "linux")]
 #[path = "../../src/bin/06_uring_bundles/direct.rs"]

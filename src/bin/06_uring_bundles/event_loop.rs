@@ -125,7 +125,7 @@ impl Server {
                 // so a bug would show, and its buffer is not lost.
                 self.stats.stale += 1;
                 if let Some(bid) = cqueue::buffer_select(flags) {
-                    self.pool.give_back(bid);
+                    self.pool.unused(bid, cqueue::buffer_more(flags));
                 }
                 Ok(())
             }

@@ -26,6 +26,8 @@ pub(crate) struct Features {
     pub(crate) fixed_files: bool,
     /// Accepts give slots of the file table, not descriptors (`direct.rs`).
     pub(crate) direct_accept: bool,
+    /// The open ring's buffers are consumed incrementally (`inc.rs`).
+    pub(crate) buf_inc: bool,
     pub(crate) send_zc: bool,
     pub(crate) sqpoll: bool,
 }
@@ -201,6 +203,9 @@ pub(crate) struct More {
     pub(crate) zc_copied: u64,
     pub(crate) fixed_files: u64,
     pub(crate) direct_accepts: u64,
+    pub(crate) inc_pieces: u64,
+    pub(crate) buf_more: u64,
+    pub(crate) piece_overflows: u64,
 }
 
 impl std::fmt::Display for More {
@@ -208,7 +213,8 @@ impl std::fmt::Display for More {
         write!(
             f,
             "recv_buffers {} bundles {} max_bundle {} gathered_sends {} gathered_buffers {} \
-             zc_sends {} zc_copied {} fixed_files {} direct_accepts {}",
+             zc_sends {} zc_copied {} fixed_files {} direct_accepts {} inc_pieces {} buf_more {} \
+             piece_overflows {}",
             self.recv_buffers,
             self.bundles,
             self.max_bundle,
@@ -217,7 +223,10 @@ impl std::fmt::Display for More {
             self.zc_sends,
             self.zc_copied,
             self.fixed_files,
-            self.direct_accepts
+            self.direct_accepts,
+            self.inc_pieces,
+            self.buf_more,
+            self.piece_overflows
         )
     }
 }

@@ -85,6 +85,9 @@ mod send;
 mod bundle;
 #[cfg(target_os = "linux")]
 mod sent;
+// new: a receive's bytes as pieces of buffers (incremental consumption).
+#[cfg(target_os = "linux")]
+mod inc;
 // new: accepting into the file table, and closing what is only there.
 #[cfg(target_os = "linux")]
 mod direct;

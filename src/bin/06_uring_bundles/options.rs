@@ -97,6 +97,15 @@ pub(crate) struct Args {
     #[arg(long, value_enum, default_value_t = Switch::Off)]
     pub(crate) direct_accept: Switch,
 
+    /// Incremental buffer consumption (Linux 6.12) for the open pool: a
+    /// receive fills a buffer only as far as its bytes go, and the next
+    /// receive continues in the same buffer, so a small message does not
+    /// use up a whole buffer. Meant for larger buffers, fewer of them:
+    /// `--buf-inc on --buffer-size 65536 --buffers 512`. The reserve stays
+    /// whole buffers.
+    #[arg(long, value_enum, default_value_t = Switch::Off)]
+    pub(crate) buf_inc: Switch,
+
     /// Zero-copy sends (Linux 6.0) from the pool, registered as a fixed
     /// buffer; one buffer per send. The counters at exit say how many the
     /// kernel copied anyway (`zc_copied`).

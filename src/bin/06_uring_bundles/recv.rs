@@ -176,9 +176,13 @@ impl Server {
                     self.stats.recv_completions += 1;
                     self.batching.saw_receive(&mut self.conns[index].window);
                 }
-                self.queue_bundle(index, bid, res as u32)?;
+                if self.pool.incremental(bid) {
+                    self.queue_pieces(index, bid, res as u32, cqueue::buffer_more(flags))?;
+                } else {
+                    self.queue_bundle(index, bid, res as u32)?;
+                }
             }
-            Some(bid) => self.pool.give_back(bid),
+            Some(bid) => self.pool.unused(bid, cqueue::buffer_more(flags)),
             // Cannot happen with a buffer-select receive.
             None if res > 0 => self.conns[index].failed = true,
             None => {}

@@ -60,7 +60,7 @@ impl Server {
             // SAFETY: `slot` is this connection's, and no send of it is in
             // flight, so the kernel is not reading it.
             unsafe { (*slot).offered = first as u32 };
-            let addr = self.pool.addr(bid, offset);
+            let addr = self.pool.node_addr(bid, offset);
             return if self.features.send_zc {
                 self.more.zc_sends += 1;
                 zc_send(target, addr, first as u32)
@@ -77,7 +77,7 @@ impl Server {
             // SAFETY: as above; `count < GATHER`, inside the list.
             unsafe {
                 (*slot).iov[count] = libc::iovec {
-                    iov_base: self.pool.addr(bid, skip) as *mut _,
+                    iov_base: self.pool.node_addr(bid, skip) as *mut _,
                     iov_len: len,
                 };
             }
@@ -207,7 +207,7 @@ impl Server {
         while conn.head != NONE {
             let bid = conn.head;
             conn.head = self.pool.next[usize::from(bid)];
-            self.pool.give_back(bid);
+            self.pool.release(bid);
         }
         conn.tail = NONE;
         conn.held = 0;

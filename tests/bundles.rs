@@ -99,7 +99,7 @@ fn every_feature_off_is_lesson_05_and_passes_every_check() {
     let stderr = grade_and_stop(server, "06 all off", &[]);
     assert!(
         stderr.contains("recv-bundle off send-gather off fixed-files off direct-accept off buf-inc off send-zc off \
-             sqpoll off"),
+             sqpoll off register-ring off"),
         "{stderr}"
     );
     for counter in ["bundles", "gathered_sends", "fixed_files", "zc_sends"] {
@@ -398,5 +398,24 @@ fn incremental_buffers_and_sixty_four_peers_that_never_read() {
     }
     assert_eq!(stat(&stderr, "conn_errors"), 0, "{stderr}");
     assert_eq!(stat(&stderr, "piece_overflows"), 0, "{stderr}");
+    assert_eq!(stat(&stderr, "allocations_after_startup"), 0, "{stderr}");
+}
+
+/// `--register-ring on`: every check passes with each enter naming the
+/// ring by its registered index (`strace -e io_uring_enter` shows
+/// `IORING_ENTER_REGISTERED_RING`; the counter says every enter of the
+/// loop went through the submitter that registered it).
+#[test]
+fn registered_ring_passes_every_check() {
+    let Some(server) = start(&["--register-ring", "on"]) else {
+        return;
+    };
+    let stderr = grade_and_stop(server, "06 --register-ring on", &[]);
+    if !has(&stderr, "register-ring") {
+        return;
+    }
+    let enters = stat(&stderr, "enters");
+    assert!(enters > 0, "{stderr}");
+    assert_eq!(stat(&stderr, "registered_enters"), enters, "{stderr}");
     assert_eq!(stat(&stderr, "allocations_after_startup"), 0, "{stderr}");
 }

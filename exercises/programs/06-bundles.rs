@@ -38,6 +38,9 @@ mod features;
 #[cfg(target_os = "linux")]
 #[path = "../../src/bin/06_uring_bundles/setup.rs"]
 mod setup;
+#[cfg(target_os = "linux")]
+#[path = "../../src/bin/06_uring_bundles/ring.rs"]
+mod ring;
 // unchanged: accepting, and queuing a request;
 #[cfg(target_os = "linux")]
 #[path = "../../src/bin/05_uring_multishot/accept.rs"]
@@ -132,6 +135,12 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => {
+            // Every enter since start-up went through the ring's one
+            // submitter: with the descriptor registered, each passed its
+            // index (`ring.rs`).
+            if server.ring.registered {
+                server.more.registered_enters = server.stats.enters;
+            }
             // One `stats:` line: 05's counters, then 06's own.
             eprintln!("{} {}", server.stats, server.more);
             ExitCode::SUCCESS

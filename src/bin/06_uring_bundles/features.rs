@@ -206,6 +206,7 @@ pub(crate) struct More {
     pub(crate) inc_pieces: u64,
     pub(crate) buf_more: u64,
     pub(crate) piece_overflows: u64,
+    pub(crate) registered_enters: u64,
 }
 
 impl std::fmt::Display for More {
@@ -214,7 +215,7 @@ impl std::fmt::Display for More {
             f,
             "recv_buffers {} bundles {} max_bundle {} gathered_sends {} gathered_buffers {} \
              zc_sends {} zc_copied {} fixed_files {} direct_accepts {} inc_pieces {} buf_more {} \
-             piece_overflows {}",
+             piece_overflows {} registered_enters {}",
             self.recv_buffers,
             self.bundles,
             self.max_bundle,
@@ -226,7 +227,8 @@ impl std::fmt::Display for More {
             self.direct_accepts,
             self.inc_pieces,
             self.buf_more,
-            self.piece_overflows
+            self.piece_overflows,
+            self.registered_enters
         )
     }
 }

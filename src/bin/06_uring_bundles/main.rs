@@ -15,6 +15,10 @@
 //!   file table**, so no request looks the descriptor up again;
 //! - `--direct-accept`: the accept puts each new socket straight into
 //!   that table (a **direct descriptor**), so no descriptor exists at all;
+//! - `--buf-inc`: **incremental buffer consumption** (Linux 6.12): a
+//!   receive fills a buffer only as far as its bytes go;
+//! - `--register-ring`: the ring's own descriptor **registered**, so each
+//!   enter names it by an index;
 //! - `--send-zc`: **zero-copy send** (Linux 6.0) from the pool registered as
 //!   a fixed buffer, with the notification that says whether the kernel
 //!   copied after all (on loopback it does);
@@ -64,7 +68,10 @@ mod pool;
 // new: the features, each detected at start-up, and the memory sends use;
 #[cfg(target_os = "linux")]
 mod features;
-// new: the server's state, and setting it up;
+// new: the server's state, and setting it up; the ring, kept with the
+// submitter that may have registered its descriptor;
+#[cfg(target_os = "linux")]
+mod ring;
 #[cfg(target_os = "linux")]
 mod setup;
 // unchanged: accepting, and queuing a request;
@@ -157,6 +164,12 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => {
+            // Every enter since start-up went through the ring's one
+            // submitter: with the descriptor registered, each passed its
+            // index (`ring.rs`).
+            if server.ring.registered {
+                server.more.registered_enters = server.stats.enters;
+            }
             // One `stats:` line: 05's counters, then 06's own.
             eprintln!("{} {}", server.stats, server.more);
             ExitCode::SUCCESS

@@ -106,6 +106,12 @@ pub(crate) struct Args {
     #[arg(long, value_enum, default_value_t = Switch::Off)]
     pub(crate) buf_inc: Switch,
 
+    /// Register the ring's own descriptor (Linux 5.18), so that each
+    /// io_uring_enter names it by a small index and the kernel skips
+    /// looking the descriptor up (and counting a reference on it).
+    #[arg(long, value_enum, default_value_t = Switch::Off)]
+    pub(crate) register_ring: Switch,
+
     /// Zero-copy sends (Linux 6.0) from the pool, registered as a fixed
     /// buffer; one buffer per send. The counters at exit say how many the
     /// kernel copied anyway (`zc_copied`).

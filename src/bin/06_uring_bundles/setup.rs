@@ -16,6 +16,7 @@ use crate::conn::{Conn, RecvMode, Shot};
 use crate::features::{Features, More, SendSlots};
 use crate::pool::Pool;
 use crate::probe;
+use crate::ring::Ring;
 use crate::shutdown::KernelBytes;
 use crate::stats::Stats;
 use crate::taskrun::build_ring;
@@ -25,7 +26,8 @@ use crate::{BatchChoice, Switch};
 // ANCHOR: server
 /// Everything the event loop works on, allocated at start-up.
 pub(crate) struct Server {
-    pub(crate) ring: IoUring,
+    /// The ring, with the submitter every enter goes through (`ring.rs`).
+    pub(crate) ring: Ring,
     pub(crate) pool: Pool,
     pub(crate) listener: std::net::TcpListener,
     pub(crate) signals: SignalFd,
@@ -325,6 +327,7 @@ impl Server {
         let mut free = Vec::with_capacity(max_conns);
         free.extend((0..max_conns as u32).rev());
         let ring_has_min_wait = ring.params().is_feature_min_timeout();
+        let ring = Ring::new(ring, args.register_ring == Switch::On);
         let mut server = Server {
             ring,
             pool,
@@ -386,7 +389,7 @@ impl Server {
         let on = |b: bool| if b { "on" } else { "off" };
         eprintln!(
             "features: recv-bundle {} send-gather {} fixed-files {} direct-accept {} buf-inc {} \
-             send-zc {} sqpoll {}",
+             send-zc {} sqpoll {} register-ring {}",
             on(f.recv_bundle),
             on(f.send_gather),
             on(f.fixed_files),
@@ -394,6 +397,7 @@ impl Server {
             on(f.buf_inc),
             on(f.send_zc),
             on(f.sqpoll),
+            on(self.ring.registered),
         );
     }
 }

@@ -34,13 +34,14 @@ mod pool;
 #[cfg(target_os = "linux")]
 #[path = "../../src/bin/06_uring_bundles/features.rs"]
 mod features;
-// new: the server's state, and setting it up;
-#[cfg(target_os = "linux")]
-#[path = "../../src/bin/06_uring_bundles/setup.rs"]
-mod setup;
+// new: the ring, kept with the submitter that may have registered its
+// descriptor; the server's state, and setting it up;
 #[cfg(target_os = "linux")]
 #[path = "../../src/bin/06_uring_bundles/ring.rs"]
 mod ring;
+#[cfg(target_os = "linux")]
+#[path = "../../src/bin/06_uring_bundles/setup.rs"]
+mod setup;
 // unchanged: accepting, and queuing a request;
 #[cfg(target_os = "linux")]
 #[path = "../../src/bin/05_uring_multishot/accept.rs"]

@@ -68,8 +68,8 @@ mod pool;
 // new: the features, each detected at start-up, and the memory sends use;
 #[cfg(target_os = "linux")]
 mod features;
-// new: the server's state, and setting it up; the ring, kept with the
-// submitter that may have registered its descriptor;
+// new: the ring, kept with the submitter that may have registered its
+// descriptor; the server's state, and setting it up;
 #[cfg(target_os = "linux")]
 mod ring;
 #[cfg(target_os = "linux")]

@@ -125,7 +125,12 @@ impl Server {
                 // so a bug would show, and its buffer is not lost.
                 self.stats.stale += 1;
                 if let Some(bid) = cqueue::buffer_select(flags) {
-                    self.pool.unused(bid, cqueue::buffer_more(flags));
+                    let more = cqueue::buffer_more(flags);
+                    if res > 0 && self.pool.incremental(bid) {
+                        self.drop_pieces(bid, res as u32, more);
+                    } else {
+                        self.pool.unused(bid, more);
+                    }
                 }
                 Ok(())
             }

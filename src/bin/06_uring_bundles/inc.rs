@@ -26,36 +26,12 @@ impl Server {
         res: u32,
         buf_more: bool,
     ) -> io::Result<()> {
-        let size = self.buffer_size;
         self.more.buf_more += u64::from(buf_more);
-        let (mut left, mut k, mut this) = (res, 0, bid);
-        loop {
-            if k > 0 {
-                this = self.pool.take_following(bid, k);
-            }
-            let part = left.min(size - self.pool.filled(this));
-            left -= part;
-            let last = left == 0;
-            match self.pool.piece(this, part, !(last && buf_more)) {
-                Some(piece) => self.queue_piece(index, piece, part),
-                None if part > 0 => {
-                    // No free piece: these bytes cannot be kept in order,
-                    // so the connection ends (counted), not the server.
-                    self.more.piece_overflows += 1;
-                    self.stats.conn_errors += 1;
-                    self.conns[index].failed = true;
-                }
-                None => {}
-            }
-            if last {
-                break;
-            }
-            k += 1;
-        }
-        self.more.recv_buffers += u64::from(k) + 1;
-        if k > 0 {
+        let buffers = self.cut(Some(index), bid, res, buf_more);
+        self.more.recv_buffers += u64::from(buffers);
+        if buffers > 1 {
             self.more.bundles += 1;
-            self.more.max_bundle = self.more.max_bundle.max(u64::from(k) + 1);
+            self.more.max_bundle = self.more.max_bundle.max(u64::from(buffers));
         }
         let conn = &mut self.conns[index];
         if conn.held >= self.max_per_conn && conn.recv == Shot::Armed {
@@ -65,6 +41,45 @@ impl Server {
             self.cancel(target)?;
         }
         self.send_next(index).map(drop)
+    }
+
+    /// The bytes of a completion that no connection will send (a stale
+    /// one): dropped, but the pool still learns how far the kernel filled
+    /// each buffer, or the next piece of it would start in the wrong place.
+    pub(crate) fn drop_pieces(&mut self, bid: u16, res: u32, buf_more: bool) {
+        self.cut(None, bid, res, buf_more);
+    }
+
+    /// Cuts `res` bytes, from where the kernel had filled `bid` to, into
+    /// one piece per buffer they fall in, and queues them on connection
+    /// `index` (or, `None`, drops them). Returns how many buffers.
+    fn cut(&mut self, index: Option<usize>, bid: u16, res: u32, buf_more: bool) -> u16 {
+        let size = self.buffer_size;
+        let (mut left, mut k, mut this) = (res, 0, bid);
+        loop {
+            if k > 0 {
+                this = self.pool.take_following(bid, k);
+            }
+            let part = left.min(size - self.pool.filled(this));
+            left -= part;
+            let last = left == 0;
+            match (self.pool.piece(this, part, !(last && buf_more)), index) {
+                (Some(piece), Some(index)) => self.queue_piece(index, piece, part),
+                (Some(piece), None) => self.pool.release(piece),
+                (None, Some(index)) if part > 0 => {
+                    // No free piece: these bytes cannot be kept in order,
+                    // so the connection ends (counted), not the server.
+                    self.more.piece_overflows += 1;
+                    self.stats.conn_errors += 1;
+                    self.conns[index].failed = true;
+                }
+                _ => {}
+            }
+            if last {
+                return k + 1;
+            }
+            k += 1;
+        }
     }
 
     /// Links one piece at the tail of the connection's queue, as

@@ -98,7 +98,8 @@ fn every_feature_off_is_lesson_05_and_passes_every_check() {
     let Some(server) = start(&off) else { return };
     let stderr = grade_and_stop(server, "06 all off", &[]);
     assert!(
-        stderr.contains("recv-bundle off send-gather off fixed-files off send-zc off sqpoll off"),
+        stderr.contains("recv-bundle off send-gather off fixed-files off direct-accept off buf-inc off send-zc off \
+             sqpoll off register-ring off"),
         "{stderr}"
     );
     for counter in ["bundles", "gathered_sends", "fixed_files", "zc_sends"] {
@@ -231,4 +232,190 @@ fn the_cap_holds_and_slots_are_reused() {
     let stderr = stop(server, "06 cap");
     assert_eq!(stat(&stderr, "refused"), 0, "{stderr}");
     assert_eq!(stat(&stderr, "accepted"), 24, "{stderr}");
+}
+
+/// `--direct-accept on`: every connection lives only in the file table,
+/// accepted there by the kernel; the grader's every check passes, every
+/// accept was a direct one, and every connection was closed through the
+/// ring (its table slot freed), none left over.
+#[test]
+fn direct_accept_passes_every_check() {
+    let Some(server) = start(&["--direct-accept", "on"]) else {
+        return;
+    };
+    let stderr = grade_and_stop(server, "06 --direct-accept on", &[]);
+    if !has(&stderr, "direct-accept") {
+        return;
+    }
+    let accepted = stat(&stderr, "accepted");
+    assert!(accepted > 3000, "{stderr}");
+    assert_eq!(stat(&stderr, "direct_accepts"), accepted, "{stderr}");
+    assert_eq!(stat(&stderr, "closed"), accepted, "{stderr}");
+    assert_eq!(stat(&stderr, "fixed_files"), 0, "{stderr}");
+    assert_eq!(stat(&stderr, "allocations_after_startup"), 0, "{stderr}");
+}
+
+/// The cap with direct descriptors: a slot comes back only when the
+/// kernel has closed its table entry, and accepting pauses and resumes.
+#[test]
+fn direct_accept_holds_the_cap_and_reuses_slots() {
+    let Some(server) = start(&["--max-conns", "8", "--direct-accept", "on"]) else {
+        return;
+    };
+    for round in 0..3 {
+        let mut clients: Vec<_> = (0..8)
+            .map(|_| client::connect(server.addr(), LIMIT).unwrap())
+            .collect();
+        for (i, c) in clients.iter_mut().enumerate() {
+            client::echo_once(c, round * 8 + i as u64, 0, 100)
+                .unwrap_or_else(|e| panic!("round {round}: {e}\n{}", server.stderr()));
+        }
+    }
+    let stderr = stop(server, "06 direct cap");
+    if !has(&stderr, "direct-accept") {
+        return;
+    }
+    assert_eq!(stat(&stderr, "refused"), 0, "{stderr}");
+    assert_eq!(stat(&stderr, "accepted"), 24, "{stderr}");
+    assert_eq!(stat(&stderr, "direct_accepts"), 24, "{stderr}");
+}
+
+/// `--direct-accept` without the file table runs with plain descriptors,
+/// and says why in one line.
+#[test]
+fn direct_accept_without_the_table_says_so_and_runs() {
+    let Some(server) = start(&["--direct-accept", "on", "--fixed-files", "off"]) else {
+        return;
+    };
+    let mut c = client::connect(server.addr(), LIMIT).unwrap();
+    client::echo_once(&mut c, 1, 0, 100).unwrap();
+    drop(c);
+    let stderr = stop(server, "06 direct without table");
+    assert!(
+        stderr.contains("--direct-accept: needs the registered file table"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("direct-accept off"), "{stderr}");
+    assert_eq!(stat(&stderr, "direct_accepts"), 0, "{stderr}");
+}
+
+/// The options of the chapter's incremental run: larger buffers, fewer.
+const INC: [&str; 6] = [
+    "--buf-inc",
+    "on",
+    "--buffer-size",
+    "65536",
+    "--buffers",
+    "512",
+];
+
+/// `--buf-inc on`: every check passes; receives leave their buffer with
+/// the kernel (`buf_more`), so pieces of one buffer go out in order to
+/// whoever they belong to; no piece is ever missing.
+#[test]
+fn incremental_buffers_pass_every_check() {
+    let Some(server) = start(&INC) else { return };
+    let stderr = grade_and_stop(server, "06 --buf-inc on", &[]);
+    if !has(&stderr, "buf-inc") {
+        return;
+    }
+    assert!(stat(&stderr, "buf_more") > 0, "{stderr}");
+    assert!(
+        stat(&stderr, "inc_pieces") > stat(&stderr, "recv_completions"),
+        "{stderr}"
+    );
+    assert_eq!(stat(&stderr, "piece_overflows"), 0, "{stderr}");
+    assert_eq!(stat(&stderr, "allocations_after_startup"), 0, "{stderr}");
+}
+
+/// Incremental consumption with bundles, small buffers of an odd size (so
+/// pieces start at odd offsets) and a pool so small that buffers are
+/// shared by connections and run out: no byte lost or reordered.
+#[test]
+fn incremental_small_buffers_with_bundles_lose_no_byte() {
+    let Some(server) = start(&[
+        "--buf-inc",
+        "on",
+        "--buffers",
+        "16",
+        "--buffer-size",
+        "1000",
+        "--recv",
+        "multishot",
+    ]) else {
+        return;
+    };
+    let stderr = grade_and_stop(
+        server,
+        "06 --buf-inc, small buffers",
+        &["stalled_many", "idle", "churn"],
+    );
+    if !has(&stderr, "buf-inc") {
+        return;
+    }
+    assert!(stat(&stderr, "buf_more") > 0, "{stderr}");
+    assert!(stat(&stderr, "bundles") > 0, "{stderr}");
+    assert_eq!(stat(&stderr, "piece_overflows"), 0, "{stderr}");
+}
+
+/// A 4 MiB echo through 64 KiB incremental buffers: bundles of pieces,
+/// every byte checked.
+#[test]
+fn a_large_echo_through_incremental_buffers() {
+    let Some(server) = start(&INC) else { return };
+    let mut stream = client::connect(server.addr(), LIMIT).unwrap();
+    stream.set_read_timeout(Some(LIMIT)).unwrap();
+    let data: Vec<u8> = (0..4u32 << 20).map(|i| (i % 253) as u8).collect();
+    let mut writer = stream.try_clone().unwrap();
+    let sent = data.clone();
+    let write = thread::spawn(move || writer.write_all(&sent));
+    let mut back = vec![0u8; data.len()];
+    stream.read_exact(&mut back).unwrap();
+    write.join().unwrap().unwrap();
+    assert!(back == data, "the echo differs");
+    drop(stream);
+    let stderr = stop(server, "06 --buf-inc large echo");
+    if !has(&stderr, "buf-inc") {
+        return;
+    }
+    assert!(stat(&stderr, "inc_pieces") > 0, "{stderr}");
+    assert_eq!(stat(&stderr, "piece_overflows"), 0, "{stderr}");
+}
+
+/// Lesson 05's fault with incremental buffers: a buffer shared by several
+/// connections is pinned by the slowest of them, so 64 peers that never
+/// read can pin the whole open pool; the reserve (whole buffers) still
+/// serves a newcomer.
+#[test]
+fn incremental_buffers_and_sixty_four_peers_that_never_read() {
+    let Some(server) = start(&INC) else { return };
+    let served = grader::checks::stalled_many_with(server.addr(), 64, 8 << 20)
+        .unwrap_or_else(|e| panic!("64 peers that never read: {e}\n{}", server.stderr()));
+    eprintln!("{served}");
+    let stderr = stop(server, "06 --buf-inc 64 stalled");
+    if !has(&stderr, "buf-inc") {
+        return;
+    }
+    assert_eq!(stat(&stderr, "conn_errors"), 0, "{stderr}");
+    assert_eq!(stat(&stderr, "piece_overflows"), 0, "{stderr}");
+    assert_eq!(stat(&stderr, "allocations_after_startup"), 0, "{stderr}");
+}
+
+/// `--register-ring on`: every check passes with each enter naming the
+/// ring by its registered index (`strace -e io_uring_enter` shows
+/// `IORING_ENTER_REGISTERED_RING`; the counter says every enter of the
+/// loop went through the submitter that registered it).
+#[test]
+fn registered_ring_passes_every_check() {
+    let Some(server) = start(&["--register-ring", "on"]) else {
+        return;
+    };
+    let stderr = grade_and_stop(server, "06 --register-ring on", &[]);
+    if !has(&stderr, "register-ring") {
+        return;
+    }
+    let enters = stat(&stderr, "enters");
+    assert!(enters > 0, "{stderr}");
+    assert_eq!(stat(&stderr, "registered_enters"), enters, "{stderr}");
+    assert_eq!(stat(&stderr, "allocations_after_startup"), 0, "{stderr}");
 }

@@ -34,7 +34,11 @@ mod pool;
 #[cfg(target_os = "linux")]
 #[path = "../../src/bin/06_uring_bundles/features.rs"]
 mod features;
-// new: the server's state, and setting it up;
+// new: the ring, kept with the submitter that may have registered its
+// descriptor; the server's state, and setting it up;
+#[cfg(target_os = "linux")]
+#[path = "../../src/bin/06_uring_bundles/ring.rs"]
+mod ring;
 #[cfg(target_os = "linux")]
 #[path = "../../src/bin/06_uring_bundles/setup.rs"]
 mod setup;
@@ -57,6 +61,14 @@ mod send;
 #[cfg(target_os = "linux")]
 #[path = "../../src/bin/06_uring_bundles/sent.rs"]
 mod sent;
+// a receive's bytes as pieces of buffers (incremental consumption).
+#[cfg(target_os = "linux")]
+#[path = "../../src/bin/06_uring_bundles/inc.rs"]
+mod inc;
+// accepting into the file table, and closing what is only there.
+#[cfg(target_os = "linux")]
+#[path = "../../src/bin/06_uring_bundles/direct.rs"]
+mod direct;
 // the event loop, 05's, with a send's completions going to `send.rs`.
 #[cfg(target_os = "linux")]
 #[path = "../../src/bin/06_uring_bundles/event_loop.rs"]
@@ -119,10 +131,17 @@ fn main() -> ExitCode {
     server.stats.allocations_after_startup = alloc_count::allocations() - before;
     let result = result.and_then(|()| {
         eprintln!("signal received: closing every connection");
+        server.close_idle_direct()?;
         server.shutdown()
     });
     match result {
         Ok(()) => {
+            // Every enter since start-up went through the ring's one
+            // submitter: with the descriptor registered, each passed its
+            // index (`ring.rs`).
+            if server.ring.registered {
+                server.more.registered_enters = server.stats.enters;
+            }
             // One `stats:` line: 05's counters, then 06's own.
             eprintln!("{} {}", server.stats, server.more);
             ExitCode::SUCCESS

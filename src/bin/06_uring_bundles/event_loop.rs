@@ -8,6 +8,7 @@ use io_uring::cqueue;
 use nix::libc;
 
 use crate::conn::{Kind, unpack};
+use crate::direct::CLOSE_TAG;
 use crate::push::{RETRIES, is_transient};
 use crate::setup::Server;
 
@@ -105,12 +106,18 @@ impl Server {
             // The kernel took a buffer from a ring: it is ours now.
             self.pool.taken(bid);
         }
+        if user_data & CLOSE_TAG == CLOSE_TAG {
+            // A direct descriptor's close (`direct.rs`).
+            return self.on_direct_closed((user_data & 0xffff_ffff) as usize, res);
+        }
         let (kind, index, generation) = unpack(user_data);
-        let current = self
-            .conns
-            .get(index)
-            .is_some_and(|c| c.socket.is_some() && c.generation == generation);
+        let current = index < self.conns.len()
+            && self.live(index)
+            && self.conns[index].generation == generation;
         match kind {
+            Some(Kind::Accept) if self.features.direct_accept => {
+                self.on_direct_accept(res, cqueue::more(flags))
+            }
             Some(Kind::Accept) => self.on_accept(res, cqueue::more(flags)),
             Some(Kind::Recv) if current => self.on_recv(index, res, flags),
             Some(Kind::Send) if current => self.on_send_completion(index, res, flags),
@@ -120,14 +127,19 @@ impl Server {
                 // so a bug would show, and its buffer is not lost.
                 self.stats.stale += 1;
                 if let Some(bid) = cqueue::buffer_select(flags) {
-                    self.pool.give_back(bid);
+                    let more = cqueue::buffer_more(flags);
+                    if res > 0 && self.pool.incremental(bid) {
+                        self.drop_pieces(bid, res as u32, more);
+                    } else {
+                        self.pool.unused(bid, more);
+                    }
                 }
                 Ok(())
             }
             Some(Kind::Signal) => self.on_signal(res),
             Some(Kind::Timeout) => {
                 self.timeout_armed = false;
-                self.arm_accept()
+                self.arm_any_accept()
             }
             Some(Kind::Cancel) | None => Ok(()),
         }

@@ -24,6 +24,10 @@ pub(crate) struct Features {
     pub(crate) bundle_cap: bool,
     pub(crate) send_gather: bool,
     pub(crate) fixed_files: bool,
+    /// Accepts give slots of the file table, not descriptors (`direct.rs`).
+    pub(crate) direct_accept: bool,
+    /// The open ring's buffers are consumed incrementally (`inc.rs`).
+    pub(crate) buf_inc: bool,
     pub(crate) send_zc: bool,
     pub(crate) sqpoll: bool,
 }
@@ -59,11 +63,36 @@ impl Features {
                 ),
             }
         }
+        if args.direct_accept == Switch::On {
+            f.direct_accept = detect_direct_accept(f.fixed_files);
+        }
         if args.send_zc == Switch::On {
             f.send_zc = detect_send_zc(ring, pool);
         }
         f
     }
+}
+
+/// Accepting into the file table needs the table (`--fixed-files on`,
+/// registered above) and a kernel that picks a free slot for a multishot
+/// accept (`IORING_FILE_INDEX_ALLOC`, Linux 5.19). The opcode probe cannot
+/// see that (the accept's opcode is older), so we read the version.
+fn detect_direct_accept(table: bool) -> bool {
+    if !table {
+        eprintln!(
+            "--direct-accept: needs the registered file table (--fixed-files on); \
+             plain descriptors"
+        );
+        return false;
+    }
+    if uring_echo_book::uring::kernel_version().is_some_and(|k| k < (5, 19)) {
+        eprintln!(
+            "--direct-accept: this kernel cannot accept into the file table \
+             (IORING_FILE_INDEX_ALLOC, Linux 5.19); plain descriptors"
+        );
+        return false;
+    }
+    true
 }
 
 /// Zero-copy send needs `IORING_OP_SEND_ZC` (Linux 6.0) and, to say whether
@@ -115,6 +144,9 @@ pub(crate) struct SendSlot {
     pub(crate) zc_res: i32,
     /// The socket is in the registered file table, at the slot's index.
     pub(crate) fixed: bool,
+    /// The socket exists only there: a direct descriptor (`direct.rs`);
+    /// the connection is live while this is set.
+    pub(crate) direct: bool,
 }
 
 /// One `SendSlot` per connection slot, allocated at start-up. Held by a raw
@@ -170,6 +202,11 @@ pub(crate) struct More {
     pub(crate) zc_sends: u64,
     pub(crate) zc_copied: u64,
     pub(crate) fixed_files: u64,
+    pub(crate) direct_accepts: u64,
+    pub(crate) inc_pieces: u64,
+    pub(crate) buf_more: u64,
+    pub(crate) piece_overflows: u64,
+    pub(crate) registered_enters: u64,
 }
 
 impl std::fmt::Display for More {
@@ -177,7 +214,8 @@ impl std::fmt::Display for More {
         write!(
             f,
             "recv_buffers {} bundles {} max_bundle {} gathered_sends {} gathered_buffers {} \
-             zc_sends {} zc_copied {} fixed_files {}",
+             zc_sends {} zc_copied {} fixed_files {} direct_accepts {} inc_pieces {} buf_more {} \
+             piece_overflows {} registered_enters {}",
             self.recv_buffers,
             self.bundles,
             self.max_bundle,
@@ -185,7 +223,12 @@ impl std::fmt::Display for More {
             self.gathered_buffers,
             self.zc_sends,
             self.zc_copied,
-            self.fixed_files
+            self.fixed_files,
+            self.direct_accepts,
+            self.inc_pieces,
+            self.buf_more,
+            self.piece_overflows,
+            self.registered_enters
         )
     }
 }

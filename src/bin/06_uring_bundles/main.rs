@@ -13,6 +13,12 @@
 //!   (`sendmsg` with a list of buffers) instead of one send each;
 //! - `--fixed-files`: each connection's socket in the ring's **registered
 //!   file table**, so no request looks the descriptor up again;
+//! - `--direct-accept`: the accept puts each new socket straight into
+//!   that table (a **direct descriptor**), so no descriptor exists at all;
+//! - `--buf-inc`: **incremental buffer consumption** (Linux 6.12): a
+//!   receive fills a buffer only as far as its bytes go;
+//! - `--register-ring`: the ring's own descriptor **registered**, so each
+//!   enter names it by an index;
 //! - `--send-zc`: **zero-copy send** (Linux 6.0) from the pool registered as
 //!   a fixed buffer, with the notification that says whether the kernel
 //!   copied after all (on loopback it does);
@@ -62,7 +68,10 @@ mod pool;
 // new: the features, each detected at start-up, and the memory sends use;
 #[cfg(target_os = "linux")]
 mod features;
-// new: the server's state, and setting it up;
+// new: the ring, kept with the submitter that may have registered its
+// descriptor; the server's state, and setting it up;
+#[cfg(target_os = "linux")]
+mod ring;
 #[cfg(target_os = "linux")]
 mod setup;
 // unchanged: accepting, and queuing a request;
@@ -83,6 +92,12 @@ mod send;
 mod bundle;
 #[cfg(target_os = "linux")]
 mod sent;
+// new: a receive's bytes as pieces of buffers (incremental consumption).
+#[cfg(target_os = "linux")]
+mod inc;
+// new: accepting into the file table, and closing what is only there.
+#[cfg(target_os = "linux")]
+mod direct;
 // the event loop, 05's, with a send's completions going to `send.rs`.
 #[cfg(target_os = "linux")]
 mod event_loop;
@@ -144,10 +159,17 @@ fn main() -> ExitCode {
     server.stats.allocations_after_startup = alloc_count::allocations() - before;
     let result = result.and_then(|()| {
         eprintln!("signal received: closing every connection");
+        server.close_idle_direct()?;
         server.shutdown()
     });
     match result {
         Ok(()) => {
+            // Every enter since start-up went through the ring's one
+            // submitter: with the descriptor registered, each passed its
+            // index (`ring.rs`).
+            if server.ring.registered {
+                server.more.registered_enters = server.stats.enters;
+            }
             // One `stats:` line: 05's counters, then 06's own.
             eprintln!("{} {}", server.stats, server.more);
             ExitCode::SUCCESS

@@ -90,6 +90,28 @@ pub(crate) struct Args {
     #[arg(long, value_enum, default_value_t = Switch::On)]
     pub(crate) fixed_files: Switch,
 
+    /// Accept straight into the registered file table (Linux 5.19): the
+    /// kernel puts each new socket in a free slot and tells us which, so
+    /// no descriptor and no `register_files_update` per connection. Needs
+    /// --fixed-files on.
+    #[arg(long, value_enum, default_value_t = Switch::Off)]
+    pub(crate) direct_accept: Switch,
+
+    /// Incremental buffer consumption (Linux 6.12) for the open pool: a
+    /// receive fills a buffer only as far as its bytes go, and the next
+    /// receive continues in the same buffer, so a small message does not
+    /// use up a whole buffer. Meant for larger buffers, fewer of them:
+    /// `--buf-inc on --buffer-size 65536 --buffers 512`. The reserve stays
+    /// whole buffers.
+    #[arg(long, value_enum, default_value_t = Switch::Off)]
+    pub(crate) buf_inc: Switch,
+
+    /// Register the ring's own descriptor (Linux 5.18), so that each
+    /// io_uring_enter names it by a small index and the kernel skips
+    /// looking the descriptor up (and counting a reference on it).
+    #[arg(long, value_enum, default_value_t = Switch::Off)]
+    pub(crate) register_ring: Switch,
+
     /// Zero-copy sends (Linux 6.0) from the pool, registered as a fixed
     /// buffer; one buffer per send. The counters at exit say how many the
     /// kernel copied anyway (`zc_copied`).

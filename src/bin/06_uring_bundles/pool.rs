@@ -66,6 +66,8 @@ struct BufRing {
     /// Which buffer we published at each slot: `order[position & mask]`.
     /// Ours alone; the kernel never sees it.
     order: Box<[u16]>,
+    /// Flags given at registration: 0, or `IOU_PBUF_RING_INC`.
+    flags: u16,
 }
 
 impl BufRing {
@@ -80,6 +82,7 @@ impl BufRing {
             tail: 0,
             mask: (count - 1) as u16,
             order: vec![NONE; count].into_boxed_slice(),
+            flags: 0,
         })
     }
 
@@ -94,7 +97,7 @@ impl BufRing {
                 self.entries.as_ptr() as u64,
                 self.count as u16,
                 self.group,
-                0,
+                self.flags,
             )
         }
     }
@@ -155,7 +158,9 @@ pub(crate) struct Pool {
     pub(crate) count: usize,
     pub(crate) open: usize,
     /// For each buffer: the bytes received into it, and the next buffer in
-    /// the same connection's send queue. Allocated once, at start-up.
+    /// the same connection's send queue. Allocated once, at start-up. With
+    /// `--buf-inc`, the same for each piece too (`Incremental`): a queue
+    /// links buffers, ids below `count`, and pieces, ids from `count` up.
     pub(crate) len: Box<[u32]>,
     pub(crate) next: Box<[u16]>,
     /// For each buffer: the ring position it was last published at.
@@ -165,6 +170,8 @@ pub(crate) struct Pool {
     /// Reserve buffers promised to one-buffer receives that are armed: each
     /// will take at most one, so the reserve is never overdrawn.
     pub(crate) promised: usize,
+    /// `--buf-inc`: the open ring's buffers are consumed incrementally.
+    inc: Option<Incremental>,
 }
 
 impl Pool {
@@ -188,6 +195,7 @@ impl Pool {
             position: vec![0; count].into_boxed_slice(),
             out: [open, reserve],
             promised: 0,
+            inc: None,
         };
         // Every buffer starts out in its ring, the kernel's to fill.
         for bid in 0..count {
@@ -214,8 +222,14 @@ impl Pool {
     }
 
     /// A completion named buffer `bid`: the kernel took it, it is ours.
+    /// (With `--buf-inc`, counted once, at its first completion.)
     pub(crate) fn taken(&mut self, bid: u16) {
         let group = self.group_of(bid);
+        if let Some(inc) = self.inc.as_mut().filter(|_| group == 0)
+            && std::mem::replace(&mut inc.counted[usize::from(bid)], true)
+        {
+            return; // counted at an earlier completion
+        }
         self.out[group] += 1;
     }
 
@@ -225,6 +239,10 @@ impl Pool {
         let (addr, len) = (self.addr(bid, 0), self.size as u32);
         self.position[usize::from(bid)] = self.rings[group].publish(addr, len, bid);
         self.out[group] -= 1;
+        if let Some(inc) = self.inc.as_mut().filter(|_| group == 0) {
+            let b = usize::from(bid);
+            (inc.filled[b], inc.done[b], inc.counted[b]) = (0, false, false);
+        }
     }
 
     // ANCHOR: following
@@ -238,7 +256,7 @@ impl Pool {
         let ring = &self.rings[group];
         let at = self.position[usize::from(bid)].wrapping_add(k);
         let next = ring.order[usize::from(at & ring.mask)];
-        self.out[group] += 1;
+        self.taken(next);
         next
     }
     // ANCHOR_END: following
@@ -258,6 +276,49 @@ impl Pool {
             self.memory
                 .as_ptr()
                 .add(usize::from(bid) * self.size + offset)
+        }
+    }
+
+    /// The address of byte `offset` of queue entry `node`: a buffer, or a
+    /// piece of one (`--buf-inc`), which starts where its bytes do.
+    pub(crate) fn node_addr(&self, node: u16, offset: usize) -> *const u8 {
+        match &self.inc {
+            Some(inc) if usize::from(node) >= self.count => {
+                let piece = usize::from(node) - self.count;
+                let start = inc.piece_start[piece] as usize;
+                self.addr(inc.piece_bid[piece], start + offset)
+            }
+            _ => self.addr(node, offset),
+        }
+    }
+
+    /// Queue entry `node` has been sent (or dropped): a whole buffer goes
+    /// back to its ring; a piece goes back to the free pieces, and its
+    /// buffer to its ring if that was its last piece and the kernel is done
+    /// with it.
+    pub(crate) fn release(&mut self, node: u16) {
+        let Some(inc) = self
+            .inc
+            .as_mut()
+            .filter(|_| usize::from(node) >= self.count)
+        else {
+            return self.give_back(node);
+        };
+        let piece = usize::from(node) - self.count;
+        let bid = inc.piece_bid[piece];
+        inc.pending[usize::from(bid)] -= 1;
+        inc.free.push(node);
+        self.settle(bid);
+    }
+
+    /// A completion named buffer `bid` but put no bytes in it: back to its
+    /// ring, unless (`--buf-inc`) the kernel keeps it (`buf_more`) or
+    /// pieces of it still wait to be sent.
+    pub(crate) fn unused(&mut self, bid: u16, buf_more: bool) {
+        if self.incremental(bid) {
+            self.piece(bid, 0, !buf_more);
+        } else {
+            self.give_back(bid);
         }
     }
 
@@ -308,6 +369,117 @@ fn map_anonymous(bytes: usize, populate: bool) -> Result<NonNull<u8>, String> {
     .map_err(|e| format!("cannot map {bytes} bytes for the buffer pool: {e}"))
 }
 // ANCHOR_END: pool
+
+// ANCHOR: incremental_pool
+/// Incremental consumption (`--buf-inc`, Linux 6.12), for the open ring
+/// only. The kernel no longer uses up a whole buffer per receive: it fills
+/// a buffer from where the last receive stopped, moves the ring entry's
+/// address past what it filled, and keeps the buffer at the head of the
+/// ring (`IORING_CQE_F_BUF_MORE` on the completion) until it is full. So
+/// one buffer holds the bytes of several receives, one after another, of
+/// one connection or of several: each such run of bytes is a **piece**.
+/// A connection's queue links pieces where lesson 05's linked buffers.
+///
+/// A buffer goes back to the ring only when both are true: the kernel is
+/// done with it (a completion that moved past it: no `BUF_MORE` for it),
+/// and every piece of it has been sent (or dropped).
+///
+/// Why not the reserve too: its promise is one whole buffer to each
+/// connection with empty hands, back in the ring as soon as that
+/// connection's echo is out. A shared buffer would come back only when
+/// every connection with a piece of it had sent, so one peer that never
+/// reads could keep a reserve buffer from everyone else.
+struct Incremental {
+    /// Per buffer: bytes the kernel has filled so far: where its next piece starts.
+    filled: Box<[u32]>,
+    /// Per buffer: its pieces waiting in some connection's queue.
+    pending: Box<[u16]>,
+    /// Per buffer: the kernel has moved past it.
+    done: Box<[bool]>,
+    /// Per buffer: counted in `out` (from its first completion on).
+    counted: Box<[bool]>,
+    /// Per piece: its buffer and where in it the piece starts.
+    piece_bid: Box<[u16]>,
+    piece_start: Box<[u32]>,
+    /// Pieces not in any queue, as ids (`count` + index).
+    free: Vec<u16>,
+}
+
+/// `IOU_PBUF_RING_INC`, a flag of the buffer ring's registration.
+pub(crate) const PBUF_RING_INC: u16 = io_uring::types::IOU_PBUF_RING_INC as u16;
+
+impl Pool {
+    /// Makes the open ring incremental (registration comes after) with
+    /// room for `pieces` pieces, all allocated now. Ids must stay below
+    /// `NONE`, so at most `NONE - count` pieces.
+    pub(crate) fn make_incremental(&mut self, pieces: usize) {
+        let pieces = pieces.min(usize::from(NONE) - self.count);
+        let (count, all) = (self.count, self.count + pieces);
+        self.len = vec![0; all].into_boxed_slice();
+        self.next = vec![NONE; all].into_boxed_slice();
+        self.rings[0].flags = PBUF_RING_INC;
+        self.inc = Some(Incremental {
+            filled: vec![0; count].into_boxed_slice(),
+            pending: vec![0; count].into_boxed_slice(),
+            done: vec![false; count].into_boxed_slice(),
+            counted: vec![false; count].into_boxed_slice(),
+            piece_bid: vec![NONE; pieces].into_boxed_slice(),
+            piece_start: vec![0; pieces].into_boxed_slice(),
+            free: (count..all).rev().map(|id| id as u16).collect(),
+        });
+    }
+
+    /// Back to whole buffers (a kernel that refused the flag).
+    pub(crate) fn make_whole(&mut self) {
+        self.rings[0].flags = 0;
+        self.inc = None;
+    }
+
+    /// Whether buffer `bid` is consumed incrementally.
+    pub(crate) fn incremental(&self, bid: u16) -> bool {
+        self.inc.is_some() && usize::from(bid) < self.open
+    }
+
+    /// Where the kernel's next bytes in buffer `bid` go: what it filled so far.
+    pub(crate) fn filled(&self, bid: u16) -> u32 {
+        self.inc
+            .as_ref()
+            .map_or(0, |inc| inc.filled[usize::from(bid)])
+    }
+
+    /// A completion put `len` bytes into buffer `bid`, from `filled(bid)`
+    /// on; `kernel_done`: the kernel moved past the buffer. Returns the
+    /// piece that holds them, for a connection's queue; `None` when there
+    /// are no bytes, or (counted by the caller) no free piece is left.
+    pub(crate) fn piece(&mut self, bid: u16, len: u32, kernel_done: bool) -> Option<u16> {
+        let inc = self.inc.as_mut()?;
+        let b = usize::from(bid);
+        let start = inc.filled[b];
+        inc.filled[b] = start + len;
+        inc.done[b] |= kernel_done;
+        let node = if len > 0 { inc.free.pop() } else { None };
+        if let Some(node) = node {
+            let piece = usize::from(node) - self.count;
+            (inc.piece_bid[piece], inc.piece_start[piece]) = (bid, start);
+            inc.pending[b] += 1;
+        }
+        self.settle(bid);
+        node
+    }
+
+    /// The buffer goes back to its ring if the kernel is done with it and
+    /// no piece of it waits to be sent.
+    fn settle(&mut self, bid: u16) {
+        let b = usize::from(bid);
+        if let Some(inc) = &self.inc
+            && inc.done[b]
+            && inc.pending[b] == 0
+        {
+            self.give_back(bid);
+        }
+    }
+}
+// ANCHOR_END: incremental_pool
 
 /// The pool without a kernel: each test reads the rings back through raw
 /// pointers, field by field, as the kernel reads them.
@@ -441,5 +613,51 @@ mod tests {
         // A bundle starting at buffer 2 took 2, 3 and 5 (consecutive entries).
         assert_eq!(pool.take_following(2, 1), 3);
         assert_eq!(pool.take_following(2, 3), 5);
+    }
+
+    #[test]
+    fn an_incremental_buffer_comes_back_when_the_kernel_is_done_and_every_piece_is_sent() {
+        let mut pool = Pool::new(8, 64).unwrap(); // 6 open, 2 reserve
+        pool.make_incremental(4);
+        assert!(pool.incremental(0) && !pool.incremental(6));
+        let tail = published_tail(&pool.rings[0]);
+        // Two receives, of two connections, fill buffer 0 in turn; the
+        // kernel keeps it after each (BUF_MORE), and counts it once.
+        pool.taken(0);
+        let a = pool.piece(0, 10, false).unwrap();
+        pool.taken(0);
+        let b = pool.piece(0, 20, false).unwrap();
+        assert_eq!(pool.out, [1, 0]);
+        assert_eq!(pool.filled(0), 30);
+        assert_eq!(pool.node_addr(a, 0) as u64, start(&pool, 0));
+        assert_eq!(pool.node_addr(b, 5) as u64, start(&pool, 0) + 15);
+        // The first piece is sent: the kernel still has the buffer.
+        pool.release(a);
+        assert_eq!(published_tail(&pool.rings[0]), tail);
+        // A third receive fills it to the end: the kernel is done with it,
+        // but piece b still waits, so it stays out.
+        pool.taken(0);
+        let c = pool.piece(0, 34, true).unwrap();
+        assert_eq!(published_tail(&pool.rings[0]), tail);
+        pool.release(c);
+        assert_eq!(published_tail(&pool.rings[0]), tail);
+        // The last piece is sent: back in the ring, whole again.
+        pool.release(b);
+        assert_eq!(published_tail(&pool.rings[0]), tail.wrapping_add(1));
+        let slot = usize::from(tail & pool.rings[0].mask);
+        assert_eq!(entry(&pool.rings[0], slot), (start(&pool, 0), 64, 0));
+        assert_eq!((pool.out, pool.filled(0)), ([0, 0], 0));
+    }
+
+    #[test]
+    fn pieces_run_out_and_come_back() {
+        let mut pool = Pool::new(8, 64).unwrap();
+        pool.make_incremental(2);
+        pool.taken(1);
+        let p = [pool.piece(1, 1, false), pool.piece(1, 1, false)];
+        assert!(p.iter().all(Option::is_some));
+        assert_eq!(pool.piece(1, 1, false), None, "two pieces only");
+        pool.release(p[0].unwrap());
+        assert!(pool.piece(1, 1, false).is_some());
     }
 }

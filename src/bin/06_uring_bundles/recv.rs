@@ -9,6 +9,7 @@ use io_uring::{cqueue, opcode, squeue, types};
 use nix::libc;
 
 use crate::conn::{Kind, RecvMode, Shot, pack};
+use crate::direct::as_fixed;
 use crate::features::{Target, update_file_table};
 use crate::pool::{OPEN, RESERVE};
 use crate::setup::Server;
@@ -29,10 +30,16 @@ impl Server {
     /// table first (`--fixed-files`), and the open pool's receive may be a
     /// bundle.
     pub(crate) fn arm_recv(&mut self, index: usize, why: Arm) -> io::Result<()> {
-        let Some(raw) = self.conns[index].socket.as_ref().map(|s| s.as_raw_fd()) else {
-            return Ok(());
+        // The descriptor, or (`--direct-accept`) the table slot, which is
+        // the connection's own index and is already in the table.
+        // SAFETY: `direct` is ours; the kernel never reads it.
+        let direct = unsafe { (*self.slots.get(index)).direct };
+        let raw = match self.conns[index].socket.as_ref() {
+            Some(socket) => socket.as_raw_fd(),
+            None if direct => index as i32,
+            None => return Ok(()),
         };
-        if why == Arm::First {
+        if why == Arm::First && !direct {
             self.enter_file_table(index, raw);
         }
         let conn = &self.conns[index];
@@ -50,7 +57,8 @@ impl Server {
             let Some(entry) = self.reserve_recv(index, why, fd) else {
                 return Ok(()); // it waits: for its own echoes, or in line
             };
-            entry
+            // 05's reserve receive names a descriptor; a direct one is a slot.
+            if direct { as_fixed(entry) } else { entry }
         } else {
             if held >= self.max_per_conn {
                 return Ok(()); // backpressure: `on_send` re-arms it
@@ -168,9 +176,13 @@ impl Server {
                     self.stats.recv_completions += 1;
                     self.batching.saw_receive(&mut self.conns[index].window);
                 }
-                self.queue_bundle(index, bid, res as u32)?;
+                if self.pool.incremental(bid) {
+                    self.queue_pieces(index, bid, res as u32, cqueue::buffer_more(flags))?;
+                } else {
+                    self.queue_bundle(index, bid, res as u32)?;
+                }
             }
-            Some(bid) => self.pool.give_back(bid),
+            Some(bid) => self.pool.unused(bid, cqueue::buffer_more(flags)),
             // Cannot happen with a buffer-select receive.
             None if res > 0 => self.conns[index].failed = true,
             None => {}

@@ -60,7 +60,7 @@ impl Server {
             // SAFETY: `slot` is this connection's, and no send of it is in
             // flight, so the kernel is not reading it.
             unsafe { (*slot).offered = first as u32 };
-            let addr = self.pool.addr(bid, offset);
+            let addr = self.pool.node_addr(bid, offset);
             return if self.features.send_zc {
                 self.more.zc_sends += 1;
                 zc_send(target, addr, first as u32)
@@ -77,7 +77,7 @@ impl Server {
             // SAFETY: as above; `count < GATHER`, inside the list.
             unsafe {
                 (*slot).iov[count] = libc::iovec {
-                    iov_base: self.pool.addr(bid, skip) as *mut _,
+                    iov_base: self.pool.node_addr(bid, skip) as *mut _,
                     iov_len: len,
                 };
             }
@@ -198,20 +198,32 @@ impl Server {
     /// of it, as in lesson 05; a socket in the file table leaves it first,
     /// or the table's reference would keep the connection open.
     pub(crate) fn close_if_done(&mut self, index: usize) -> io::Result<()> {
+        let live = self.live(index);
         let conn = &mut self.conns[index];
         let finished = conn.failed || self.stopping || (conn.peer_done && conn.head == NONE);
-        if conn.socket.is_none() || !finished || conn.recv != Shot::Idle || conn.sending {
+        if !live || !finished || conn.recv != Shot::Idle || conn.sending {
             return Ok(());
         }
         while conn.head != NONE {
             let bid = conn.head;
             conn.head = self.pool.next[usize::from(bid)];
-            self.pool.give_back(bid);
+            self.pool.release(bid);
         }
         conn.tail = NONE;
         conn.held = 0;
         let slot = self.slots.get(index);
         // SAFETY: ours; nothing of this connection is in flight.
+        if unsafe { (*slot).direct } {
+            // A direct descriptor: no socket to drop, a `Close` on its
+            // table slot instead; the slot is free once that completes.
+            // SAFETY: as above.
+            unsafe {
+                (*slot).direct = false;
+                (*slot).fixed = false;
+            }
+            return self.close_direct(index);
+        }
+        // SAFETY: as above.
         if unsafe { (*slot).fixed } {
             if let Err(e) = update_file_table(&self.ring, index, -1) {
                 eprintln!("cannot remove a socket from the file table: {e}");
@@ -223,7 +235,7 @@ impl Server {
         self.free.push(index as u32);
         self.stats.closed += 1;
         // A slot and a descriptor are free: resume accepting if it paused.
-        self.arm_accept()
+        self.arm_any_accept()
     }
 }
 // ANCHOR_END: close

@@ -29,7 +29,7 @@ impl Server {
             }
             conn.offset = 0;
             conn.held -= 1;
-            self.pool.give_back(bid);
+            self.pool.release(bid);
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::conn::{Conn, RecvMode, Shot};
 use crate::features::{Features, More, SendSlots};
 use crate::pool::Pool;
 use crate::probe;
+use crate::ring::Ring;
 use crate::shutdown::KernelBytes;
 use crate::stats::Stats;
 use crate::taskrun::build_ring;
@@ -25,7 +26,8 @@ use crate::{BatchChoice, Switch};
 // ANCHOR: server
 /// Everything the event loop works on, allocated at start-up.
 pub(crate) struct Server {
-    pub(crate) ring: IoUring,
+    /// The ring, with the submitter every enter goes through (`ring.rs`).
+    pub(crate) ring: Ring,
     pub(crate) pool: Pool,
     pub(crate) listener: std::net::TcpListener,
     pub(crate) signals: SignalFd,
@@ -185,15 +187,36 @@ fn require_opcodes(ring: &IoUring) -> Result<(), String> {
     )
 }
 
-/// The pool, its two rings registered with `ring`.
-fn setup_pool(ring: &IoUring, args: &Args) -> Result<Pool, String> {
-    let pool = Pool::new(args.buffers, args.buffer_size)?;
+/// The pool, its two rings registered with `ring`; and whether the open
+/// ring is consumed incrementally (`--buf-inc`).
+fn setup_pool(ring: &IoUring, args: &Args) -> Result<(Pool, bool), String> {
+    let mut pool = Pool::new(args.buffers, args.buffer_size)?;
+    let mut inc = args.buf_inc == Switch::On;
+    if inc {
+        // Pieces for every buffer cut up eight times, and a few per
+        // connection: all allocated now (`inc.rs` says what happens past it).
+        pool.make_incremental(8 * usize::from(args.buffers) + 4 * args.max_conns as usize);
+    }
+    let mut registered = pool.register(ring);
+    if inc
+        && registered
+            .as_ref()
+            .is_err_and(|e| e.raw_os_error() == Some(nix::libc::EINVAL))
+    {
+        // A kernel before 6.12 does not know the flag, and says EINVAL.
+        eprintln!(
+            "--buf-inc: this kernel lacks incremental buffer consumption (Linux 6.12, \
+             IOU_PBUF_RING_INC); whole buffers"
+        );
+        pool.make_whole();
+        inc = false;
+        registered = pool.register(ring);
+    }
     // ENOMEM here is the locked-memory limit, not an old kernel: the
     // kernel pins the rings' entries and charges them to `ulimit -l`,
     // like the io_uring itself. The library's line says which it was.
-    pool.register(ring)
-        .map_err(|e| uring::explain_buf_ring_error(&e))?;
-    Ok(pool)
+    registered.map_err(|e| uring::explain_buf_ring_error(&e))?;
+    Ok((pool, inc))
 }
 // ANCHOR_END: setup_ring
 
@@ -291,8 +314,11 @@ impl Server {
     /// the accept.
     pub(crate) fn new(args: &Args) -> Result<Server, String> {
         let (ring, taskrun, cq_entries, sqpoll) = setup_ring(args)?;
-        let pool = setup_pool(&ring, args)?;
-        let features = Features::detect(&ring, args, &pool, sqpoll);
+        let (pool, buf_inc) = setup_pool(&ring, args)?;
+        let features = Features {
+            buf_inc,
+            ..Features::detect(&ring, args, &pool, sqpoll)
+        };
         let (max_per_conn, recv_mode, why) = share(args, &pool);
         let (listener, signals, local) = open_sockets(args)?;
 
@@ -301,6 +327,7 @@ impl Server {
         let mut free = Vec::with_capacity(max_conns);
         free.extend((0..max_conns as u32).rev());
         let ring_has_min_wait = ring.params().is_feature_min_timeout();
+        let ring = Ring::new(ring, args.register_ring == Switch::On);
         let mut server = Server {
             ring,
             pool,
@@ -334,7 +361,7 @@ impl Server {
         };
         if let Err(e) = server
             .submit_signal_read()
-            .and_then(|()| server.arm_accept())
+            .and_then(|()| server.arm_any_accept())
         {
             // The signal read may be queued or in flight, writing into
             // `siginfo`: never free it.
@@ -361,12 +388,16 @@ impl Server {
         let f = self.features;
         let on = |b: bool| if b { "on" } else { "off" };
         eprintln!(
-            "features: recv-bundle {} send-gather {} fixed-files {} send-zc {} sqpoll {}",
+            "features: recv-bundle {} send-gather {} fixed-files {} direct-accept {} buf-inc {} \
+             send-zc {} sqpoll {} register-ring {}",
             on(f.recv_bundle),
             on(f.send_gather),
             on(f.fixed_files),
+            on(f.direct_accept),
+            on(f.buf_inc),
             on(f.send_zc),
             on(f.sqpoll),
+            on(self.ring.registered),
         );
     }
 }

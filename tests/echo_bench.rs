@@ -12,9 +12,10 @@
 
 #![cfg(target_os = "linux")]
 
+use std::io::{BufRead, BufReader, ErrorKind};
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -511,6 +512,11 @@ fn echo_bench_exits_2_on_bad_usage() {
         &["--rate", "-5"],
         &["--pin", "100000"],
         &["-a", "not an address"],
+        &["--echoes", "0"],
+        &["--echoes", "5", "--rate", "100"],
+        &["--hold", "--json"],
+        &["--no-read", "--echoes", "3"],
+        &["--close", "sideways"],
     ] {
         let out = echo_bench(args);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -535,4 +541,168 @@ fn echo_bench_exits_1_when_an_echo_is_wrong() {
     );
     assert!(out.stdout.is_empty(), "a wrong byte gives no number");
     server.join().expect("the bad server ran to the end");
+}
+
+/// What one connection of [`counting_server`] saw: the bytes it echoed, and
+/// how it ended (`Ok(())` for a FIN, the read's error otherwise).
+type Ending = (u64, Result<(), ErrorKind>);
+
+/// Echoes every connection of `clients` until each ends, on a thread per
+/// connection; the thread answers with each connection's [`Ending`].
+fn counting_server(clients: usize) -> (SocketAddr, JoinHandle<Vec<Ending>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let addr = listener.local_addr().unwrap();
+    let handle = thread::spawn(move || {
+        let workers: Vec<_> = (0..clients)
+            .map(|_| {
+                let (mut stream, _) = listener.accept().expect("a client");
+                thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    let mut echoed = 0u64;
+                    loop {
+                        match stream.read(&mut buf) {
+                            Ok(0) => return (echoed, Ok(())),
+                            Ok(n) => {
+                                if let Err(e) = stream.write_all(&buf[..n]) {
+                                    return (echoed, Err(e.kind()));
+                                }
+                                echoed += n as u64;
+                            }
+                            Err(e) => return (echoed, Err(e.kind())),
+                        }
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    (addr, handle)
+}
+
+#[test]
+fn a_fixed_number_of_echoes_is_exactly_what_the_server_sees() {
+    let (addr, server) = counting_server(2);
+    let out = echo_bench(&[
+        "-a",
+        &addr.to_string(),
+        "-c",
+        "2",
+        "--echoes",
+        "5",
+        "-l",
+        "64",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{stderr}");
+    let stdout = String::from_utf8(out.stdout).expect("UTF-8");
+    assert!(stdout.contains("\nRequests: 10\n"), "{stdout}");
+    assert!(stdout.contains("\nResponses: 10\n"), "{stdout}");
+    let ends = server.join().expect("the server ran to the end");
+    for (echoed, end) in ends {
+        assert_eq!(echoed, 5 * 64, "each connection echoes 5 × 64 bytes");
+        assert_eq!(end, Ok(()), "an ordinary close is a FIN");
+    }
+}
+
+#[test]
+fn close_reset_ends_the_connection_with_econnreset_after_the_echoes() {
+    let (addr, server) = counting_server(1);
+    let config = Config {
+        connections: 1,
+        length: 100,
+        echoes: Some(3),
+        close: loadgen::Close::Reset,
+        ..config(addr)
+    };
+    let report = loadgen::run(&config, |_| {}).expect("three echoes");
+    assert_eq!(report.responses, 3);
+    let ends = server.join().expect("the server ran to the end");
+    assert_eq!(ends, vec![(300, Err(ErrorKind::ConnectionReset))]);
+}
+
+/// Kills the child when the test ends, however it ends.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn hold_keeps_every_connection_open_and_idle_after_its_echo() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let addr = listener.local_addr().unwrap().to_string();
+    let mut child = Killed(
+        Command::new(tool_path("echo-bench"))
+            .args(["-a", &addr, "-c", "3", "-l", "1", "--hold"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("echo-bench starts"),
+    );
+    // echo-bench connects all three before it sends: accept them, then
+    // echo the one byte each sends.
+    let mut conns: Vec<TcpStream> = (0..3).map(|_| listener.accept().unwrap().0).collect();
+    for conn in &mut conns {
+        let mut byte = [0u8; 1];
+        conn.read_exact(&mut byte).expect("one byte");
+        conn.write_all(&byte).unwrap();
+    }
+    let mut line = String::new();
+    BufReader::new(child.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .expect("the Holding line");
+    assert_eq!(
+        line,
+        "Holding: 3 connections open, each echoed 1 time; Ctrl-C closes them\n"
+    );
+    // Held: open (no FIN, no reset) and idle (nothing more sent).
+    for conn in &mut conns {
+        conn.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 16];
+        let got = conn.read(&mut buf).map_err(|e| e.kind());
+        assert_eq!(got, Err(ErrorKind::WouldBlock), "open and idle");
+    }
+    drop(child);
+    // The process is gone: the kernel closed its sockets.
+    for conn in &mut conns {
+        conn.set_nonblocking(false).unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(conn.read(&mut buf).expect("a FIN"), 0);
+    }
+}
+
+#[test]
+fn no_read_sends_until_the_buffers_are_full_and_says_so() {
+    // A server that accepts and never reads: the client's writes fill the
+    // buffers between them and stop making progress.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let addr = listener.local_addr().unwrap().to_string();
+    let silent = thread::spawn(move || {
+        // Accepted and handed back whole, unread: it stays open, held by
+        // the thread's result, until the test joins it after the run.
+        let (stream, _) = listener.accept().unwrap();
+        stream
+    });
+    let out = echo_bench(&["-a", &addr, "-c", "1", "-d", "0.5", "--no-read"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{stderr}");
+    let stdout = String::from_utf8(out.stdout).expect("UTF-8");
+    let sent: u64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Sent: "))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no `Sent: N bytes` line:\n{stdout}"));
+    assert!(sent > 0, "{stdout}");
+    // Bounded by the buffers: a few MiB at most on loopback, never 0.5 s of
+    // loopback bandwidth (gigabytes).
+    assert!(sent < 256 << 20, "sent {sent}: the writes never blocked?");
+    assert!(
+        stdout.lines().any(|l| l.starts_with("Last progress: ")),
+        "{stdout}"
+    );
+    drop(silent.join().unwrap());
 }

@@ -83,7 +83,16 @@ fn every_exercise_has_its_files_checks_and_chapter() {
             "{}: the statement is marked for the book",
             e.statement_path()
         );
-        let chapter = read(&format!("chapters/{}", lesson.chapter));
+        // A lesson may span two pages, its core and its hardening
+        // (`NN_name_hardening.md`); its exercises may be on either.
+        let mut chapter = read(&format!("chapters/{}", lesson.chapter));
+        let hardening = format!(
+            "chapters/{}",
+            lesson.chapter.replace(".md", "_hardening.md")
+        );
+        if exists(&hardening) {
+            chapter += &read(&hardening);
+        }
         let include = format!("{{{{#include ../{}:statement}}}}", e.statement_path());
         assert!(
             chapter.contains(&include),

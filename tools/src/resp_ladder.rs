@@ -325,11 +325,18 @@ pub fn targets(data: &RespData, redis: &str, lesson: &str) -> String {
          client's ceiling |\n|---|---|---|---|---|---|---|\n",
     );
     for (what, test, pipeline, bound, at_most) in TARGETS {
-        let Some(row) = rows.iter().find(|r| r.test == test && r.pipeline == pipeline) else {
+        let Some(row) = rows
+            .iter()
+            .find(|r| r.test == test && r.pipeline == pipeline)
+        else {
             continue;
         };
         let measured = if at_most { row.us_ratio } else { row.rps_ratio };
-        let met = if at_most { measured.0 <= bound } else { measured.0 >= bound };
+        let met = if at_most {
+            measured.0 <= bound
+        } else {
+            measured.0 >= bound
+        };
         let _ = writeln!(
             out,
             "| {what} | {test} | {pipeline} | {} {bound:.2}× Redis's | {} | {} | {} |",

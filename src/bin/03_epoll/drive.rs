@@ -115,6 +115,7 @@ enum Next {
 }
 
 // ANCHOR: drive
+// ANCHOR: reads_per_turn
 /// The most reads one connection gets per turn: 256 KiB with our 64 KiB
 /// scratch buffer. Without a limit, a turn lasts as long as reads come back
 /// full, which is as long as the peer keeps sending faster than we echo,
@@ -122,7 +123,9 @@ enum Next {
 /// (now `tests/signals.rs`) found this: 128 clients streaming flat out on a
 /// busy machine kept the server from its signal for 13 seconds.
 const READS_PER_TURN: u32 = 4;
+// ANCHOR_END: reads_per_turn
 
+// ANCHOR: drive_fn
 /// Serves one readiness event: first send what is queued, then read and echo
 /// what has arrived, as long as the queue has room and the turn lasts.
 fn drive(
@@ -185,4 +188,5 @@ fn drive(
         Next::Keep
     })
 }
+// ANCHOR_END: drive_fn
 // ANCHOR_END: drive

@@ -10,6 +10,7 @@ use crate::conn::Conn;
 use crate::stats::Stats;
 
 // ANCHOR: echo
+// ANCHOR: echo_fn
 /// Sends `data` back, keeping whatever the socket does not take.
 pub(crate) fn echo(conn: &mut Conn, data: &[u8], stats: &mut Stats) -> io::Result<()> {
     // Bytes already queued must go first, or the peer would get them out of
@@ -36,7 +37,9 @@ pub(crate) fn echo(conn: &mut Conn, data: &[u8], stats: &mut Stats) -> io::Resul
     }
     Ok(())
 }
+// ANCHOR_END: echo_fn
 
+// ANCHOR: flush
 /// Sends as much of the queue as the socket takes now.
 pub(crate) fn flush(conn: &mut Conn, stats: &mut Stats) -> io::Result<()> {
     while conn.queued() > 0 {
@@ -56,7 +59,9 @@ pub(crate) fn flush(conn: &mut Conn, stats: &mut Stats) -> io::Result<()> {
     }
     Ok(())
 }
+// ANCHOR_END: flush
 
+// ANCHOR: write_some
 /// One write(): how many bytes the kernel took, 0 when its buffer is full.
 fn write_some(stream: &mut TcpStream, data: &[u8], stats: &mut Stats) -> io::Result<usize> {
     loop {
@@ -75,4 +80,5 @@ fn write_some(stream: &mut TcpStream, data: &[u8], stats: &mut Stats) -> io::Res
         }
     }
 }
+// ANCHOR_END: write_some
 // ANCHOR_END: echo

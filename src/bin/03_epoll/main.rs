@@ -144,6 +144,7 @@ fn main() -> ExitCode {
 #[cfg(target_os = "linux")]
 impl Server {
     // ANCHOR: event_loop
+    // ANCHOR: run
     /// Waits for events and handles them, until SIGINT or SIGTERM.
     fn run(&mut self) -> io::Result<()> {
         let mut events = vec![EpollEvent::empty(); 1024];
@@ -186,7 +187,9 @@ impl Server {
             self.serve_again();
         }
     }
+    // ANCHOR_END: run
 
+    // ANCHOR: wait_timeout
     /// How long `epoll_wait` may sleep. Until something is ready, as a
     /// rule. While connections wait for another turn (edge mode), we only
     /// look. While accepting is paused, we sleep no longer than the pause
@@ -202,5 +205,6 @@ impl Server {
             EpollTimeout::NONE
         }
     }
+    // ANCHOR_END: wait_timeout
     // ANCHOR_END: event_loop
 }

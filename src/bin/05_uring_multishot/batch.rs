@@ -253,10 +253,22 @@ mod tests {
 
     #[test]
     fn a_trial_keeps_batching_only_if_its_batches_fill() {
-        assert!(keep_filling(false, true, 50, Some(0.9)), "a trial that filled");
-        assert!(!keep_filling(false, true, 50, Some(0.3)), "a trial that ended on timers");
-        assert!(!keep_filling(false, true, 50, None), "a trial with no batched enter");
-        assert!(!keep_filling(false, false, 50, Some(1.0)), "no trial, no start");
+        assert!(
+            keep_filling(false, true, 50, Some(0.9)),
+            "a trial that filled"
+        );
+        assert!(
+            !keep_filling(false, true, 50, Some(0.3)),
+            "a trial that ended on timers"
+        );
+        assert!(
+            !keep_filling(false, true, 50, None),
+            "a trial with no batched enter"
+        );
+        assert!(
+            !keep_filling(false, false, 50, Some(1.0)),
+            "no trial, no start"
+        );
         // Once on, it stays on down to the lower mark, and only while busy.
         assert!(keep_filling(true, false, 50, Some(0.6)));
         assert!(!keep_filling(true, false, 50, Some(0.4)));
@@ -289,7 +301,11 @@ mod tests {
         batching.active = 50;
         batching.started -= WINDOW;
         batching.cpu_started -= CPU_WINDOW;
-        assert_eq!(batching.want(), auto_batch(50), "the trial's batches filled");
+        assert_eq!(
+            batching.want(),
+            auto_batch(50),
+            "the trial's batches filled"
+        );
         assert!(batching.filling && !batching.trial);
     }
 

@@ -42,10 +42,12 @@ struct Args {
           value_parser = at_least_one)]
     number: usize,
 
-    /// Seconds to measure for (fractions allowed). rust_echo_bench's default
-    /// is 60; this one's is 10, the length of the classic tables.
-    #[arg(short = 'd', long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
-    duration: Duration,
+    /// Seconds to measure for (fractions allowed); default 10.
+    /// rust_echo_bench's default is 60; 10 is the length of the classic
+    /// tables. With --hold: how long to hold the connections (default: until
+    /// Ctrl-C). With --no-read: how long to send.
+    #[arg(short = 'd', long, value_name = "SECONDS", value_parser = parse_seconds)]
+    duration: Option<Duration>,
 
     /// Bytes in each message.
     #[arg(short = 'l', long, value_name = "BYTES", default_value_t = DEFAULT_LENGTH,
@@ -82,13 +84,54 @@ struct Args {
     #[arg(long, value_name = "RATE", value_parser = positive_rate)]
     rate: Option<f64>,
 
+    /// Each connection makes exactly N round trips, then the run ends and
+    /// reports (instead of running for -d seconds). With -c C, the server
+    /// sees exactly C × N echoes, so its counters and `strace -c` divide
+    /// exactly per echo. A closed loop: not with --rate or --warmup.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..),
+          conflicts_with_all = ["rate", "warmup"])]
+    echoes: Option<u64>,
+
+    /// Connect every client, make --echoes round trips on each (default 1),
+    /// print one `Holding:` line, then keep every connection open and idle
+    /// for -d seconds, or until Ctrl-C. For reading what idle clients cost
+    /// the server (`/proc/PID/status`, `ps -o nlwp`).
+    #[arg(long, conflicts_with_all = ["rate", "warmup", "json", "no_read"])]
+    hold: bool,
+
+    /// How each connection ends after the run: `fin`, an ordinary close the
+    /// server reads as end of file; `reset`, an abortive close
+    /// (SO_LINGER with a zero timeout) that the server's next read sees as
+    /// ECONNRESET, as when a client crashes.
+    #[arg(long, value_enum, value_name = "HOW", default_value_t = CloseArg::Fin)]
+    close: CloseArg,
+
+    /// Send for -d seconds and never read an echo back: the client that
+    /// backpressure is for. With --rate R, R messages of -l bytes a second
+    /// over all connections; without it, as fast as the kernel takes them.
+    /// Prints how much was sent and when the writes last made progress.
+    #[arg(long, conflicts_with_all = ["echoes", "warmup", "json", "pipeline"])]
+    no_read: bool,
+
     /// Print one JSON object instead of the table (schema version 2,
     /// documented in `uring_echo_tools::loadgen::report`).
     #[arg(long)]
     json: bool,
 }
 
+/// `--close`: how the connections end.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CloseArg {
+    Fin,
+    Reset,
+}
+
 const AFTER_HELP: &str = "\
+Three other shapes, for experiments in the chapters rather than for speed:
+  --echoes N   exactly N round trips per connection, then the report (exact counts per echo)
+  --hold       connect, echo, print `Holding: C connections open, each echoed N time(s)`, idle
+  --no-read    send and never read; prints `Sent:` and `Last progress:` lines
+
 With --rate R the load is an open loop (R requests/s over all connections, latency from each
 message's due time) and one more line says whether the server kept up with R.
 
@@ -156,18 +199,38 @@ fn main() -> ExitCode {
     // One descriptor per client: -c 10000 needs more than the usual 1024.
     uring_echo_book::limits::raise_open_file_limit_or_warn();
 
+    let ten_seconds = Duration::from_secs(10);
     let config = loadgen::Config {
         addr: args.address,
         connections: args.number,
         length: args.length,
         pipeline: args.pipeline,
-        duration: args.duration,
+        duration: args.duration.unwrap_or(ten_seconds),
         warmup: args.warmup,
         timeout: args.timeout,
         pin_cpu: args.pin,
         rate: args.rate,
+        echoes: args.echoes.or(args.hold.then_some(1)),
+        close: match args.close {
+            CloseArg::Fin => loadgen::Close::Fin,
+            CloseArg::Reset => loadgen::Close::Reset,
+        },
     };
+    if args.no_read {
+        return no_read(&config);
+    }
     let mut shown = progress::Shown::new(&config);
+    if args.hold {
+        let result = loadgen::run_and_keep(&config, |p| shown.update(p));
+        shown.finish();
+        return match result {
+            Ok((report, streams)) => {
+                hold(&report, streams, args.duration);
+                ExitCode::SUCCESS
+            }
+            Err(e) => failed(&e),
+        };
+    }
     let result = loadgen::run(&config, |p| shown.update(p));
     shown.finish();
 
@@ -188,14 +251,80 @@ fn main() -> ExitCode {
             let _ = io::stdout().lock().write_all(text.as_bytes());
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("error: {e}");
-            if e.is_usage_or_unreachable() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::FAILURE
-            }
+        Err(e) => failed(&e),
+    }
+}
+
+/// One line on stderr, and the documented exit status: 2 for bad usage or a
+/// server that never answered, 1 for a run that started and then failed.
+#[cfg(target_os = "linux")]
+fn failed(e: &loadgen::LoadError) -> ExitCode {
+    eprintln!("error: {e}");
+    if e.is_usage_or_unreachable() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// `--hold`: says that every connection is open and has been echoed, then
+/// keeps them open and idle, for `duration` or until the process is stopped
+/// (Ctrl-C's default action ends it, and the kernel closes the sockets).
+#[cfg(target_os = "linux")]
+fn hold(report: &loadgen::Report, streams: Vec<std::net::TcpStream>, duration: Option<Duration>) {
+    let until = match duration {
+        Some(d) => format!("closing them in {:.1} s", d.as_secs_f64()),
+        None => "Ctrl-C closes them".to_string(),
+    };
+    let per = report.responses_in_run / streams.len().max(1) as u64;
+    let line = format!(
+        "Holding: {} connections open, each echoed {per} time{}; {until}\n",
+        streams.len(),
+        if per == 1 { "" } else { "s" }
+    );
+    // Flushed at once: whoever waits for this line (a test, a script) must
+    // get it while the connections are held, not when the process ends.
+    let mut out = io::stdout().lock();
+    let _ = out.write_all(line.as_bytes());
+    let _ = out.flush();
+    drop(out);
+    match duration {
+        Some(d) => std::thread::sleep(d),
+        // `park` may return spuriously: park again.
+        None => loop {
+            std::thread::park();
+        },
+    }
+    drop(streams);
+}
+
+/// `--no-read`: sends and never reads, then says how much went out and
+/// when the writes stopped making progress.
+#[cfg(target_os = "linux")]
+fn no_read(config: &loadgen::Config) -> ExitCode {
+    let mut shown = progress::Shown::new(config);
+    let result = loadgen::flood(config, |p| shown.update(p));
+    shown.finish();
+    match result {
+        Ok(flood) => {
+            let pace = match config.rate {
+                Some(r) => format!("{r} messages/s in all"),
+                None => "as fast as the kernel takes them".to_string(),
+            };
+            let last = match flood.last_progress_seconds {
+                Some(s) => format!("{s:.2} s of {:.2} s", flood.seconds),
+                None => "never (nothing could be written)".to_string(),
+            };
+            let text = format!(
+                "Not reading: {}\n{} clients, sending {} bytes at a time, {pace}\n\n\
+                 Sent: {} bytes, no echo read\n\
+                 Last progress: {last}\n",
+                flood.address, flood.connections, config.length, flood.bytes_sent
+            );
+            let _ = io::stdout().lock().write_all(text.as_bytes());
+            ExitCode::SUCCESS
         }
+        Err(e) => failed(&e),
     }
 }
 
@@ -227,13 +356,13 @@ mod progress {
                     .rate
                     .map(|r| format!(", open loop at {r:.0}/s"))
                     .unwrap_or_default();
+                let length = match config.echoes {
+                    Some(n) => format!("{n} echoes each"),
+                    None => format!("{:.1} s", config.duration.as_secs_f64()),
+                };
                 eprintln!(
-                    "echo-bench: {} clients, {} bytes, pipeline {}{rate}, {:.1} s against {}",
-                    config.connections,
-                    config.length,
-                    config.pipeline,
-                    config.duration.as_secs_f64(),
-                    config.addr
+                    "echo-bench: {} clients, {} bytes, pipeline {}{rate}, {length} against {}",
+                    config.connections, config.length, config.pipeline, config.addr
                 );
                 return Shown::Lines {
                     phase: None,

@@ -27,7 +27,7 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::os::{Timer, pin_current_thread, thread_cpu_time};
-use super::{ClientCpu, Config, Latency, LoadError, Phase, Progress, RateReport, Report};
+use super::{ClientCpu, Close, Config, Latency, LoadError, Phase, Progress, RateReport, Report};
 use crate::pattern;
 
 /// How often the loop wakes up on its own, with nothing to read: to call
@@ -53,7 +53,19 @@ const TIMER: u64 = u64::MAX;
 ///
 /// Blocks for `warmup + duration` plus connecting and draining. With
 /// `config.pin_cpu` set, the calling thread stays pinned afterwards.
-pub fn run(config: &Config, mut progress: impl FnMut(&Progress)) -> Result<Report, LoadError> {
+pub fn run(config: &Config, progress: impl FnMut(&Progress)) -> Result<Report, LoadError> {
+    // The streams close here, as they drop: with a FIN, or with a reset
+    // when `config.close` asks for one (their linger is set already).
+    run_and_keep(config, progress).map(|(report, _streams)| report)
+}
+
+/// As [`run`], but hands back the connections, open and idle, instead of
+/// closing them: `echo-bench --hold` keeps them so that a person can look at
+/// what many idle clients cost the server.
+pub fn run_and_keep(
+    config: &Config,
+    mut progress: impl FnMut(&Progress),
+) -> Result<(Report, Vec<TcpStream>), LoadError> {
     config.validate()?;
     if let Some(cpu) = config.pin_cpu {
         pin_current_thread(cpu).map_err(|err| LoadError::Pin { cpu, err })?;
@@ -64,7 +76,25 @@ pub fn run(config: &Config, mut progress: impl FnMut(&Progress)) -> Result<Repor
     })?;
     let streams = connect_all(&epoll, config, &mut progress)?;
     let mut load = Load::new(config, epoll, streams)?;
-    load.run(&mut progress)
+    let report = load.run(&mut progress)?;
+    let streams: Vec<TcpStream> = load.conns.into_iter().map(|c| c.stream).collect();
+    if config.close == Close::Reset {
+        for (index, stream) in streams.iter().enumerate() {
+            set_reset_on_close(stream).map_err(|err| LoadError::Io {
+                conn: index,
+                during: "setsockopt(SO_LINGER)",
+                err,
+            })?;
+        }
+    }
+    Ok((report, streams))
+}
+
+/// Makes `close` send a reset: `SO_LINGER` on, with a linger time of zero,
+/// tells the kernel to throw away what is unsent and abort the connection
+/// instead of the orderly FIN exchange.
+fn set_reset_on_close(stream: &TcpStream) -> io::Result<()> {
+    socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO))
 }
 
 /// Opens every connection at once and waits until all are established.
@@ -339,7 +369,7 @@ impl Load {
     fn run(&mut self, progress: &mut impl FnMut(&Progress)) -> Result<Report, LoadError> {
         let mut now = Instant::now();
         let (mut phase, mut planned) = if self.config.warmup.is_zero() {
-            (Phase::Measuring, self.config.duration)
+            (Phase::Measuring, self.window())
         } else {
             (Phase::WarmingUp, self.config.warmup)
         };
@@ -354,14 +384,14 @@ impl Load {
         let mut changed = true;
         loop {
             now = Instant::now();
-            if now >= phase_start + planned {
+            if now >= phase_start + planned || (phase == Phase::Measuring && self.all_echoed()) {
                 match phase {
                     Phase::WarmingUp => {
                         // Throw the warm-up's numbers away. Messages in
                         // flight now complete inside the window and count.
                         self.tally.reset();
                         phase = Phase::Measuring;
-                        planned = self.config.duration;
+                        planned = self.window();
                         cpu_at_start = thread_cpu_time();
                     }
                     Phase::Measuring => {
@@ -428,6 +458,25 @@ impl Load {
         Ok(report)
     }
 
+    /// How long the measured window may last: `duration`, or, with a fixed
+    /// number of echoes, as long as they take (a year stands for that: each
+    /// echo still has its time limit).
+    fn window(&self) -> Duration {
+        match self.config.echoes {
+            Some(_) => Duration::from_secs(365 * 24 * 3600),
+            None => self.config.duration,
+        }
+    }
+
+    /// With a fixed number of echoes: whether every connection has had its
+    /// echoes back, which ends the window.
+    fn all_echoed(&self) -> bool {
+        // No connection starts more than its share, so the total says it.
+        self.config
+            .echoes
+            .is_some_and(|n| self.tally.all_responses >= n * self.conns.len() as u64)
+    }
+
     /// The first messages: a closed loop fills every connection's pipeline
     /// at once; an open loop puts every connection on the schedule, their
     /// first messages spread over one interval so they do not all go at once.
@@ -438,7 +487,9 @@ impl Load {
             match &mut self.schedule {
                 None => {
                     for _ in 0..self.pipeline {
-                        start_message(conn, &mut self.tally, self.length, now, now);
+                        if may_start(conn, self.length, self.config.echoes) {
+                            start_message(conn, &mut self.tally, self.length, now, now);
+                        }
                     }
                 }
                 Some(schedule) => {
@@ -489,7 +540,9 @@ impl Load {
                     // The closed loop: an echo back, the next message out.
                     None => {
                         for _ in 0..completed {
-                            start_message(conn, &mut self.tally, self.length, now, now);
+                            if may_start(conn, self.length, self.config.echoes) {
+                                start_message(conn, &mut self.tally, self.length, now, now);
+                            }
                         }
                     }
                     // The open loop: room in the pipeline, for the
@@ -755,6 +808,12 @@ fn stalled(index: usize, conn: &Conn, now: Instant) -> LoadError {
     }
 }
 
+/// Whether a closed loop may start another message on `conn`: always,
+/// unless the connection has started its fixed number of echoes.
+fn may_start(conn: &Conn, length: u64, echoes: Option<u64>) -> bool {
+    echoes.is_none_or(|n| conn.released < n * length)
+}
+
 /// Starts one message: its bytes may now be sent, and its latency counts
 /// from `clock` (now, or the earlier time it was due).
 fn start_message(conn: &mut Conn, tally: &mut Tally, length: u64, clock: Instant, now: Instant) {
@@ -934,4 +993,143 @@ fn wait_until(now: Instant, deadline: Instant) -> EpollTimeout {
 
 fn with_context(what: &str, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+/// What a run that never reads saw: `echo-bench --no-read`.
+#[derive(Debug, Clone)]
+pub struct Flood {
+    /// The server.
+    pub address: std::net::SocketAddr,
+    /// Clients (connections).
+    pub connections: usize,
+    /// Bytes the kernel took from the client's writes, on all connections.
+    pub bytes_sent: u64,
+    /// How long the run wrote (or tried to), in seconds.
+    pub seconds: f64,
+    /// When, counted from the start, a write last made progress: after it,
+    /// every buffer between the client's writes and the server was full.
+    /// `None` if nothing could be written at all.
+    pub last_progress_seconds: Option<f64>,
+}
+
+/// Sends on every connection and never reads a byte back, for
+/// `config.duration`: `config.rate` messages of `config.length` bytes a
+/// second over all connections, or without a rate as fast as the kernel
+/// takes them. This is the misbehaving client a server's backpressure is
+/// for: the echoes pile up in the client's receive buffer, then in the
+/// server's send buffer, and a server that keeps reading must hold the rest
+/// itself. Watch the server's `ss -tn` queues and its memory while it runs.
+///
+/// When the run ends the sockets close with bytes unread, which the kernel
+/// turns into a reset, whatever `config.close` says.
+pub fn flood(config: &Config, mut progress: impl FnMut(&Progress)) -> Result<Flood, LoadError> {
+    config.validate()?;
+    if let Some(cpu) = config.pin_cpu {
+        pin_current_thread(cpu).map_err(|err| LoadError::Pin { cpu, err })?;
+    }
+    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(|e| LoadError::Setup {
+        what: "create an epoll instance",
+        err: e.into(),
+    })?;
+    let streams = connect_all(&epoll, config, &mut progress)?;
+    // Watch for "writable" only, edge-triggered: the echoes arriving must
+    // not wake us (we never read them), and a full send buffer should wake
+    // us once, when it has room again.
+    for (index, stream) in streams.iter().enumerate() {
+        epoll
+            .modify(
+                stream,
+                &mut EpollEvent::new(EpollFlags::EPOLLOUT | EpollFlags::EPOLLET, index as u64),
+            )
+            .map_err(|e| LoadError::Io {
+                conn: index,
+                during: "epoll_ctl",
+                err: e.into(),
+            })?;
+    }
+    // Each connection's next message is due every `interval`; the
+    // connections start together (unlike the echo loop's schedule, bunching
+    // does not matter to a client that measures no latency).
+    let interval = config
+        .rate
+        .map(|rate| Duration::from_secs_f64(streams.len() as f64 / rate));
+    let length = config.length as u64;
+    let mut sent = vec![0u64; streams.len()];
+    let mut scratch = vec![0u8; SCRATCH];
+    let mut events = vec![EpollEvent::empty(); 1024];
+    let start = Instant::now();
+    let end = start + config.duration;
+    let mut last_progress = None;
+    let mut next_tick = start;
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        let elapsed = now - start;
+        // How many bytes each connection should have written by now.
+        let due = match interval {
+            Some(every) => {
+                let messages = (elapsed.as_nanos() / every.as_nanos()) as u64 + 1;
+                messages.saturating_mul(length)
+            }
+            None => u64::MAX,
+        };
+        for (index, stream) in streams.iter().enumerate() {
+            let mut stream = stream;
+            while sent[index] < due {
+                let want = (due - sent[index]).min(SCRATCH as u64) as usize;
+                pattern::fill(index as u64, sent[index], &mut scratch[..want]);
+                match stream.write(&scratch[..want]) {
+                    Ok(n) => {
+                        sent[index] += n as u64;
+                        last_progress = Some(elapsed);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(err) => {
+                        return Err(LoadError::Io {
+                            conn: index,
+                            during: "write",
+                            err,
+                        });
+                    }
+                }
+            }
+        }
+        if now >= next_tick {
+            progress(&Progress {
+                phase: Phase::Measuring,
+                elapsed,
+                planned: config.duration,
+                connected: streams.len(),
+                connections: streams.len(),
+                responses: 0,
+            });
+            next_tick = now + TICK;
+        }
+        // Sleep until a buffer has room, the next message is due, the next
+        // progress tick, or the end.
+        let mut wake = end.min(next_tick);
+        if let Some(every) = interval {
+            let next = (elapsed.as_nanos() / every.as_nanos() + 1) as f64;
+            wake = wake.min(start + every.mul_f64(next));
+        }
+        match epoll.wait(&mut events, wait_until(now, wake)) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => {
+                return Err(LoadError::Setup {
+                    what: "wait for events (epoll_wait)",
+                    err: e.into(),
+                });
+            }
+        }
+    }
+    Ok(Flood {
+        address: config.addr,
+        connections: streams.len(),
+        bytes_sent: sent.iter().sum(),
+        seconds: start.elapsed().as_secs_f64(),
+        last_progress_seconds: last_progress.map(|d| d.as_secs_f64()),
+    })
 }

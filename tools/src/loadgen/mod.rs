@@ -73,6 +73,17 @@
 //! 1 when a check failed or the run broke off, 2 on bad usage or an address
 //! that does not answer.
 //!
+//! # Shapes for experiments
+//!
+//! Three more shapes serve the chapters' experiments rather than speed:
+//! [`Config::echoes`] (`--echoes N`) makes exactly N round trips per
+//! connection and ends the window when all are back, so a server's counters
+//! divide exactly per echo; [`run_and_keep`] (`--hold`) hands the connections
+//! back open, for measuring what idle clients cost; [`flood`] (`--no-read`)
+//! sends and never reads, the client that backpressure is for. And
+//! [`Config::close`] (`--close reset`) ends the connections with a reset
+//! instead of a FIN.
+//!
 //! # Reading the numbers
 //!
 //! - *requests* are messages written completely, *responses* echoes received
@@ -121,7 +132,7 @@ mod os;
 pub mod report;
 
 #[cfg(target_os = "linux")]
-pub use engine::run;
+pub use engine::{Flood, flood, run, run_and_keep};
 #[cfg(target_os = "linux")]
 pub use os::pin_current_thread;
 
@@ -166,6 +177,27 @@ pub struct Config {
     /// An open loop at this many requests per second over all connections
     /// (see the module's documentation); `None` for a closed loop.
     pub rate: Option<f64>,
+    /// Closed loop only: each connection makes exactly this many round
+    /// trips, and the window ends when every connection has made them
+    /// (`duration` is then not used). A fixed count makes a server's own
+    /// counters, or an `strace -c` table, divide exactly per echo.
+    pub echoes: Option<u64>,
+    /// How the connections end after the run.
+    pub close: Close,
+}
+
+/// How a connection ends when the run is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Close {
+    /// An ordinary close: a FIN, which the server reads as end of file
+    /// (`read` returns 0).
+    #[default]
+    Fin,
+    /// An abortive close: `SO_LINGER` on with a zero timeout makes `close`
+    /// send a reset (RST) instead, and drop whatever was not yet sent. The
+    /// server's next `read` fails with `ECONNRESET`: the path a server takes
+    /// when a client crashes or a middlebox gives up on the connection.
+    Reset,
 }
 
 impl Config {
@@ -182,6 +214,8 @@ impl Config {
             timeout: DEFAULT_TIMEOUT,
             pin_cpu: None,
             rate: None,
+            echoes: None,
+            close: Close::Fin,
         }
     }
 
@@ -207,6 +241,17 @@ impl Config {
             && !(rate.is_finite() && rate > 0.0)
         {
             return bad("the rate must be a number of requests per second above zero");
+        }
+        if let Some(echoes) = self.echoes {
+            if echoes == 0 {
+                return bad("a connection needs at least one echo");
+            }
+            if self.rate.is_some() {
+                return bad("a fixed number of echoes is a closed loop: it cannot have a rate");
+            }
+            if !self.warmup.is_zero() {
+                return bad("a fixed number of echoes counts them all: it cannot have a warm-up");
+            }
         }
         // Deadlines are `Instant`s; a year keeps their sums far from overflow.
         let year = Duration::from_secs(365 * 24 * 3600);

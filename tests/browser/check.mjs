@@ -93,7 +93,7 @@ for (const name of pages) {
 }
 
 // Screenshots of a few pages, for a person to look at.
-for (const name of ["04_uring.html", "05_uring_multishot.html", "05_uring_multishot_hardening.html", "results.html"]) {
+for (const name of ["04_uring.html", "04_uring_hardening.html", "05_uring_multishot.html", "05_uring_multishot_hardening.html", "results.html"]) {
   if (!pages.includes(name)) continue;
   const page = await context.newPage();
   await page.goto(`${base}/${name}`, { waitUntil: "load" });

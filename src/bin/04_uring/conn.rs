@@ -84,6 +84,7 @@ pub(crate) struct Conn {
 /// and says nothing about the bytes behind it. And we never make a Rust
 /// reference (`&[u8]`, `&mut [u8]`) to those bytes at all: this server
 /// never reads them itself, it only hands their address to the kernel.
+// ANCHOR: kernel_buf_type
 pub(crate) struct KernelBuf {
     ptr: NonNull<u8>,
     len: usize,
@@ -128,4 +129,5 @@ impl Drop for KernelBuf {
         drop(unsafe { Box::from_raw(raw) });
     }
 }
+// ANCHOR_END: kernel_buf_type
 // ANCHOR_END: kernel_buf

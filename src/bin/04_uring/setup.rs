@@ -40,6 +40,7 @@ pub(crate) struct Server {
 // ANCHOR_END: server
 
 // ANCHOR: setup
+// ANCHOR: new
 impl Server {
     /// The ring, the listener and the signalfd, then the first two
     /// requests: the signal read and the accept. An error is the one line
@@ -77,7 +78,9 @@ impl Server {
         Ok(server)
     }
 }
+// ANCHOR_END: new
 
+// ANCHOR: build_ring
 /// The ring, and the size of its completion queue.
 fn build_ring(ring_entries: u32, max_conns: usize) -> Result<(IoUring, u32), String> {
     // The completion queue must hold every completion that can be
@@ -102,7 +105,9 @@ fn build_ring(ring_entries: u32, max_conns: usize) -> Result<(IoUring, u32), Str
     let ring = uring::build(&builder, ring_entries)?;
     Ok((ring, cq_entries))
 }
+// ANCHOR_END: build_ring
 
+// ANCHOR: needed
 /// Every operation this server asks the kernel for, checked once at start.
 const NEEDED: [Needed; 6] = [
     Needed {
@@ -136,7 +141,9 @@ const NEEDED: [Needed; 6] = [
         since: "5.5",
     },
 ];
+// ANCHOR_END: needed
 
+// ANCHOR: listen
 /// The listening socket, with `--sndbuf` applied.
 fn listen(args: &Args) -> Result<std::net::TcpListener, String> {
     let addr = args.common.addr;
@@ -149,4 +156,5 @@ fn listen(args: &Args) -> Result<std::net::TcpListener, String> {
     }
     Ok(listener)
 }
+// ANCHOR_END: listen
 // ANCHOR_END: setup

@@ -9,6 +9,7 @@ use crate::resp::decimal;
 use crate::store::{OutOfMemory, Store};
 
 // ANCHOR: request
+// ANCHOR: request_types
 /// One request's arguments: spans of `base`, the bytes they were parsed from.
 pub(crate) struct Request<'a> {
     pub(crate) base: &'a [u8],
@@ -42,6 +43,7 @@ struct Command {
     arity: i32,
     run: Run,
 }
+// ANCHOR_END: request_types
 
 /// The table: the commands `redis-benchmark -t ping_inline,set,get` and
 /// `redis-cli` use first, since the lookup reads it in order.
@@ -108,6 +110,7 @@ const COMMANDS: &[Command] = &[
     },
 ];
 
+// ANCHOR: execute
 /// Runs one request: finds its command (case does not matter), checks its
 /// arity, runs it. Unknown commands and wrong arities get Redis's errors.
 pub(crate) fn execute(
@@ -132,6 +135,7 @@ pub(crate) fn execute(
     }
     (command.run)(request, store, now, reply)
 }
+// ANCHOR_END: execute
 
 /// Redis's words: the name, and the first arguments, each cut so that the
 /// whole stays within 128 bytes, with line breaks made spaces.
@@ -167,6 +171,7 @@ const NOT_AN_INTEGER: &[u8] = b"ERR value is not an integer or out of range";
 const OOM: &[u8] = b"OOM command not allowed when used memory > 'maxmemory'.";
 
 // ANCHOR: commands
+// ANCHOR: get_set
 fn get(request: &Request, store: &mut Store, now: u64, reply: &mut Reply) -> Result<After, Full> {
     match store.get(request.arg(1), now) {
         Some(entry) if !reply.fits_bulk(entry.value.len()) => return Err(Full),
@@ -212,6 +217,7 @@ fn set(request: &Request, store: &mut Store, now: u64, reply: &mut Reply) -> Res
     }
     Ok(After::Continue)
 }
+// ANCHOR_END: get_set
 
 fn ping(request: &Request, _: &mut Store, _: u64, reply: &mut Reply) -> Result<After, Full> {
     match request.len() {

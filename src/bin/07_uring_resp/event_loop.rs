@@ -52,6 +52,7 @@ pub(crate) fn serve(args: &Args) -> ExitCode {
 
 // ANCHOR: event_loop
 impl Server {
+    // ANCHOR: run
     /// Submits, waits, handles completions; until SIGINT or SIGTERM.
     pub(crate) fn run(&mut self) -> io::Result<()> {
         while !self.stopping {
@@ -60,7 +61,9 @@ impl Server {
         }
         Ok(())
     }
+    // ANCHOR_END: run
 
+    // ANCHOR: enter
     /// One system call: hand the kernel every queued request and wait for
     /// at least one completion. With DEFER_TASKRUN this is also when the
     /// kernel does the deferred work that produces completions, which is
@@ -102,7 +105,9 @@ impl Server {
         }
         Ok(())
     }
+    // ANCHOR_END: enter
 
+    // ANCHOR: reap
     /// Handles every completion in the queue, then sends the replies they
     /// produced: one send per connection for the whole batch.
     pub(crate) fn reap(&mut self) -> io::Result<()> {
@@ -139,7 +144,9 @@ impl Server {
         self.wake_waiting()?;
         self.flush()
     }
+    // ANCHOR_END: reap
 
+    // ANCHOR: on_completion
     /// Hands one completion to the handler of its kind: `accept.rs`,
     /// `recv.rs`, `send.rs`, `shutdown.rs`.
     fn on_completion(&mut self, user_data: u64, res: i32, flags: u32) -> io::Result<()> {
@@ -175,5 +182,6 @@ impl Server {
             Some(Kind::Cancel) | None => Ok(()),
         }
     }
+    // ANCHOR_END: on_completion
 }
 // ANCHOR_END: event_loop

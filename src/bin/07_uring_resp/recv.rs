@@ -142,6 +142,7 @@ impl Server {
         self.after_recv(index, more)
     }
 
+    // ANCHOR: queue_input
     /// Queues a received buffer behind the connection's unparsed ones.
     /// A connection that holds its share stops receiving until `serve` has
     /// parsed half of it: its replies are not leaving.
@@ -170,6 +171,7 @@ impl Server {
         }
         Ok(())
     }
+    // ANCHOR_END: queue_input
 
     /// Once a receive has ended: re-arm it, or close the connection.
     fn after_recv(&mut self, index: usize, more: bool) -> io::Result<()> {

@@ -4,6 +4,7 @@
 //! order. Nothing here allocates.
 
 // ANCHOR: reply
+// ANCHOR: reply_types
 /// The free end of a connection's reply buffer, and how much of it the
 /// replies written so far have used.
 pub(crate) struct Reply<'a> {
@@ -92,6 +93,7 @@ impl<'a> Reply<'a> {
         self.raw(text);
     }
 }
+// ANCHOR_END: reply_types
 
 /// Writes `n` in decimal into the end of `digits`, returning that part.
 pub(crate) fn format_decimal(n: i64, digits: &mut [u8; 20]) -> &[u8] {

@@ -61,6 +61,7 @@ impl ProtocolError {
 // ANCHOR_END: limits
 
 // ANCHOR: parse
+// ANCHOR: multibulk
 /// One step of parsing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Parsed {
@@ -136,7 +137,9 @@ fn multibulk(input: &[u8], limits: &Limits, args: &mut Vec<(u32, u32)>) -> Parse
     }
     Parsed::Command(pos)
 }
+// ANCHOR_END: multibulk
 
+// ANCHOR: number_line
 enum Line {
     /// The number, and where the next line starts.
     Number(i64, usize),
@@ -166,6 +169,7 @@ fn number_line(input: &[u8], from: usize, limits: &Limits) -> Line {
         None => Line::NotANumber,
     }
 }
+// ANCHOR_END: number_line
 
 /// A whole decimal i64 with an optional `-`, nothing else (no `+`, no
 /// spaces, no leading zeros but "0"), as Redis's `string2ll` accepts.

@@ -30,6 +30,7 @@ enum Stop {
 
 // ANCHOR: serve
 impl Server {
+    // ANCHOR: serve_loop
     /// Runs the connection's received requests, buffer by buffer, until
     /// its input is used up, its reply buffer is full, or it is closing.
     pub(crate) fn serve(&mut self, index: usize) -> io::Result<()> {
@@ -120,7 +121,9 @@ impl Server {
         conn.replies += reply.written;
         stop
     }
+    // ANCHOR_END: serve_loop
 
+    // ANCHOR: stop_reading
     /// The connection's oldest buffer is parsed: back into the ring.
     fn release_head(&mut self, index: usize) {
         let conn = &mut self.conns[index];
@@ -163,6 +166,7 @@ fn protocol_error(reply: &mut Reply, error: ProtocolError) {
     }
     reply.raw(b"\r\n");
 }
+// ANCHOR_END: stop_reading
 // ANCHOR_END: serve
 
 /// Counters of the protocol side, printed at exit after lesson 05's.

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 // ANCHOR: store
+// ANCHOR: store_get
 /// One value, and when it expires (milliseconds on the server's clock).
 pub(crate) struct Entry {
     pub(crate) value: Vec<u8>,
@@ -61,7 +62,9 @@ impl Store {
         }
         self.map.get_mut(key)
     }
+    // ANCHOR_END: store_get
 
+    // ANCHOR: store_set
     /// Sets `key` to `value`, expiring at `expires` (or never). An existing
     /// value's memory is reused when it is big enough, so a client that
     /// keeps setting the same keys makes no allocation, and one lookup.
@@ -93,6 +96,7 @@ impl Store {
         self.used += key.len() + entry.value.capacity() + ENTRY_OVERHEAD;
         Ok(())
     }
+    // ANCHOR_END: store_set
 
     /// Deletes `key`; whether it was there.
     pub(crate) fn delete(&mut self, key: &[u8]) -> bool {

@@ -83,16 +83,22 @@ fn every_exercise_has_its_files_checks_and_chapter() {
             "{}: the statement is marked for the book",
             e.statement_path()
         );
-        // A lesson may span two pages, its core and its hardening
-        // (`NN_name_hardening.md`); its exercises may be on either.
-        let mut chapter = read(&format!("chapters/{}", lesson.chapter));
-        let hardening = format!(
-            "chapters/{}",
-            lesson.chapter.replace(".md", "_hardening.md")
-        );
-        if exists(&hardening) {
-            chapter += &read(&hardening);
-        }
+        // A lesson may span several pages: its core (`NN_name.md`) and the
+        // pages after it (`NN_name_hardening.md`, `NN_name_features.md`);
+        // its exercises may be on any of them.
+        let stem = lesson.chapter.trim_end_matches(".md");
+        let mut pages: Vec<String> = std::fs::read_dir("chapters")
+            .expect("chapters/ can be listed")
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|f| *f == lesson.chapter || f.starts_with(&format!("{stem}_")))
+            .filter(|f| f.ends_with(".md"))
+            .collect();
+        pages.sort();
+        let chapter: String = pages
+            .iter()
+            .map(|f| read(&format!("chapters/{f}")))
+            .collect();
         let include = format!("{{{{#include ../{}:statement}}}}", e.statement_path());
         assert!(
             chapter.contains(&include),

@@ -176,7 +176,7 @@ fn fragments(dir: &Path) -> BTreeMap<String, String> {
 #[test]
 fn the_committed_tables_are_what_the_data_renders() {
     // The results chapter's run, and every other run committed anywhere
-    // below it (`chapters/data/05/`, `chapters/data/06/targets/`, ...): the
+    // below it (`chapters/data/05/`, `chapters/data/06/with-trials/`, ...): the
     // same renderer, the same rule.
     let folders = data_folders(&data_dir(), "chapters/data");
     assert!(

@@ -13,6 +13,7 @@ use crate::pool::Pool;
 use crate::{Args, Switch};
 
 // ANCHOR: features
+// ANCHOR: detect
 /// The features this run uses: what was asked for, minus what the kernel
 /// lacks. SQPOLL is decided when the ring is built (`setup.rs`).
 #[derive(Clone, Copy, Debug, Default)]
@@ -72,7 +73,9 @@ impl Features {
         f
     }
 }
+// ANCHOR_END: detect
 
+// ANCHOR: detect_direct
 /// Accepting into the file table needs the table (`--fixed-files on`,
 /// registered above) and a kernel that picks a free slot for a multishot
 /// accept (`IORING_FILE_INDEX_ALLOC`, Linux 5.19). The opcode probe cannot
@@ -94,7 +97,9 @@ fn detect_direct_accept(table: bool) -> bool {
     }
     true
 }
+// ANCHOR_END: detect_direct
 
+// ANCHOR: detect_zc
 /// Zero-copy send needs `IORING_OP_SEND_ZC` (Linux 6.0) and, to say whether
 /// it copied, `IORING_SEND_ZC_REPORT_USAGE` (6.2, which a 6.0 or 6.1
 /// kernel refuses with EINVAL at the first send). We send from the pool
@@ -126,6 +131,7 @@ fn detect_send_zc(ring: &IoUring, pool: &Pool) -> bool {
         }
     }
 }
+// ANCHOR_END: detect_zc
 // ANCHOR_END: features
 
 // ANCHOR: send_slots

@@ -25,6 +25,7 @@ pub(crate) enum Arm {
 }
 
 impl Server {
+    // ANCHOR: arm_recv_fn
     /// Arms the connection's receive, unless it should not receive now, as
     /// in lesson 05. New: a new connection's socket goes into the file
     /// table first (`--fixed-files`), and the open pool's receive may be a
@@ -85,7 +86,9 @@ impl Server {
         // stay mapped until the server drops, after every completion.
         unsafe { self.push(entry) }
     }
+    // ANCHOR_END: arm_recv_fn
 
+    // ANCHOR: file_table
     /// `--fixed-files`: puts a new connection's socket into the file table,
     /// at its slot's index. If that fails, the connection uses its plain
     /// descriptor, which works just as well.
@@ -110,8 +113,10 @@ impl Server {
             )
         }
     }
+    // ANCHOR_END: file_table
 }
 
+// ANCHOR: open_recv
 /// Most buffers one bundle completion may cover: 64 KiB of 4 KiB buffers,
 /// and never more than a connection's share. The length of a multishot
 /// receive caps each of its completions on recent kernels (`mshot_len` in
@@ -151,10 +156,12 @@ fn open_recv(target: Target, mode: RecvMode, bundle: bool, len: u32) -> squeue::
         .build()
         .flags(squeue::Flags::BUFFER_SELECT)
 }
+// ANCHOR_END: open_recv
 // ANCHOR_END: arm_recv
 
 // ANCHOR: on_recv
 impl Server {
+    // ANCHOR: on_recv_fn
     pub(crate) fn on_recv(&mut self, index: usize, res: i32, flags: u32) -> io::Result<()> {
         let more = cqueue::more(flags);
         if !more {
@@ -199,6 +206,7 @@ impl Server {
         }
         self.after_recv(index, more)
     }
+    // ANCHOR_END: on_recv_fn
 
     /// How many buffers `res` bytes filled: each but the last is full.
     pub(crate) fn buffers_in(&self, res: i32) -> u16 {

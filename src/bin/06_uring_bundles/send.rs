@@ -23,6 +23,7 @@ const NOTIF_USAGE_ZC_COPIED: u32 = 1 << 31;
 
 // ANCHOR: send_next
 impl Server {
+    // ANCHOR: send_next_fn
     /// Sends the connection's oldest unsent bytes, straight from the buffers
     /// they were received into, unless a send is already in flight. Returns
     /// whether a send is in flight now.
@@ -102,8 +103,10 @@ impl Server {
             .build()
         }
     }
+    // ANCHOR_END: send_next_fn
 }
 
+// ANCHOR: single_sends
 /// A plain send. MSG_NOSIGNAL: a peer that has gone away fails the send
 /// with EPIPE instead of killing us with SIGPIPE.
 fn plain_send(target: Target, addr: *const u8, len: u32) -> squeue::Entry {
@@ -126,6 +129,7 @@ fn zc_send(target: Target, addr: *const u8, len: u32) -> squeue::Entry {
     .flags(libc::MSG_NOSIGNAL)
     .build()
 }
+// ANCHOR_END: single_sends
 // ANCHOR_END: send_next
 
 // ANCHOR: on_send

@@ -63,7 +63,8 @@ pub(crate) struct Args {
     /// returns as soon as there is anything to do: the lowest latency. More
     /// make fewer system calls under heavy load, at a cost in latency and,
     /// with few busy clients, in throughput (the chapter measures both).
-    /// `auto` waits for more only while 16 or more connections are busy.
+    /// `auto` waits for more only while 16 or more connections are busy,
+    /// and the server is busy too or batches tried now and then fill.
     /// Above 1 it needs Linux 6.12: past --batch-wait-usec after the first
     /// completion, the wait returns with what has come.
     #[arg(long, default_value = "auto", value_parser = parse_batch)]

@@ -295,7 +295,8 @@ impl Server {
             accept_multishot: false,
             timeout_armed: false,
             in_flight: 0,
-            batching: Batching::new(args.batch, ring_has_min_wait),
+            // trials: the clients set the pace here (batch.rs)
+            batching: Batching::new(args.batch, ring_has_min_wait, true),
             batch_wait: types::SubmitArgs::new().min_wait_usec(args.batch_wait_usec),
             idle: false,
             retries: 0,

@@ -32,6 +32,10 @@
 //!   their range, in every shape. BASE is lesson 03 (the reference the book
 //!   divides by) and each variant (a variant is measured to be compared).
 //!   A ratio taken within a round cancels what a slow spell did to both.
+//! - `ladder-row-SERVER.md`, one per measured server: that server alone, one
+//!   line per shape (CPU per echo, its ratio to each lesson measured in the
+//!   run, requests/s, untraced system calls per echo), so a chapter can
+//!   quote one server's row where it discusses that server or variant.
 
 use std::fmt::Write as _;
 use std::io;
@@ -72,6 +76,12 @@ pub fn render(data: &LadderData, out: &str) -> Vec<Fragment> {
         fragments.push(fragment(
             &format!("ladder-ratios-{base}.md"),
             ratios_table(data, base),
+        ));
+    }
+    for server in summary::measured(data) {
+        fragments.push(fragment(
+            &format!("ladder-row-{}.md", server.name),
+            row_table(data, &server.name),
         ));
     }
     for f in &mut fragments {
@@ -499,6 +509,59 @@ fn ratios_table(data: &LadderData, base: &str) -> String {
             }
             out.push('\n');
         }
+    }
+    out
+}
+
+/// One server in every shape: its CPU per echo, that over each measured
+/// lesson's in the same round, its requests/s and its untraced system
+/// calls per echo.
+fn row_table(data: &LadderData, server: &str) -> String {
+    let lessons: Vec<&str> = summary::measured(data)
+        .into_iter()
+        .filter(|s| s.kind == "lesson" && s.name != server)
+        .map(|s| s.name.as_str())
+        .collect();
+    let how = match data.settings.rounds {
+        1 => "one round".to_string(),
+        n => format!("the median of {n} rounds, the lowest and highest in brackets"),
+    };
+    let mut out = format!(
+        "`{server}`: {how}; × a lesson is the ratio to that lesson's CPU per echo in the \
+         same round.\n\n| shape | CPU µs/echo |"
+    );
+    for lesson in &lessons {
+        let _ = write!(out, " × `{lesson}` |");
+    }
+    out.push_str(" requests/s | syscalls/echo |\n|---|---:|");
+    out.push_str(&"---:|".repeat(lessons.len() + 2));
+    out.push('\n');
+    for shape in &data.settings.shapes {
+        let runs: Vec<&Run> = data
+            .runs
+            .iter()
+            .filter(|r| r.server == server && r.shape == shape.name && r.error.is_none())
+            .collect();
+        let spread_of = |figure: fn(&Run) -> Option<f64>| {
+            summary::spread(&runs.iter().filter_map(|r| figure(r)).collect::<Vec<_>>())
+        };
+        let _ = write!(
+            out,
+            "| `{}` | {} |",
+            shape.name,
+            spread_of(summary::cpu_us).map_or("–".to_string(), |s| ranged(s, us))
+        );
+        for lesson in &lessons {
+            let text = round_ratios(data, shape, server, lesson, summary::cpu_us)
+                .map_or("–".to_string(), |s| ranged(s, |v| format!("{v:.2}")));
+            let _ = write!(out, " {text} |");
+        }
+        let _ = writeln!(
+            out,
+            " {} | {} |",
+            spread_of(summary::rate).map_or("–".to_string(), |s| ranged(s, count)),
+            spread_of(summary::syscalls).map_or("–".to_string(), |s| format!("{:.3}", s.median)),
+        );
     }
     out
 }

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! cargo build --release --workspace --bins
-//! cargo run --release --bin resp-ladder -- --rounds 5 --variant 'batch16=--batch 16' --out chapters/data/07
+//! cargo run --release --bin resp-ladder -- --rounds 5 --requests 300000 --variant 'batch1=--batch 1' \
+//!     --out chapters/data/07
 //! cargo run --release --bin resp-ladder -- --redraw --out chapters/data/07
 //! ```
 //!

@@ -32,6 +32,10 @@
 //!   their range, in every shape. BASE is lesson 03 (the reference the book
 //!   divides by) and each variant (a variant is measured to be compared).
 //!   A ratio taken within a round cancels what a slow spell did to both.
+//! - `ladder-figures.md`: every figure a chapter quotes in running prose,
+//!   one per anchor (`{{#include data/tables/ladder-figures.md:cpu-03_epoll-pingpong-50}}`
+//!   puts `3.42` in a sentence), so that no figure in the text is typed by
+//!   hand; the anchor names are listed in [`figures`].
 //! - `ladder-row-SERVER.md`, one per measured server: that server alone, one
 //!   line per shape (CPU per echo, its ratio to each lesson measured in the
 //!   run, requests/s, untraced system calls per echo), so a chapter can
@@ -78,6 +82,7 @@ pub fn render(data: &LadderData, out: &str) -> Vec<Fragment> {
             ratios_table(data, base),
         ));
     }
+    fragments.push(fragment("ladder-figures.md", figures(data)));
     for server in summary::measured(data) {
         fragments.push(fragment(
             &format!("ladder-row-{}.md", server.name),
@@ -508,6 +513,106 @@ fn ratios_table(data: &LadderData, base: &str) -> String {
                 let _ = write!(out, " {text} |");
             }
             out.push('\n');
+        }
+    }
+    out
+}
+
+/// A name as an mdBook anchor takes it: letters, digits, `_` and `-`.
+pub fn anchor_name(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Every figure of the run as an mdBook anchor of its own, for prose to
+/// include inline. For each measured server `S` and shape `SH` (names as
+/// [`anchor_name`] writes them):
+/// - `cpu-S-SH`, `cpu-range-S-SH`: server CPU µs per echo, its median and
+///   its `min–max` over the rounds; `user-S-SH`, `system-S-SH` the split;
+/// - `rate-S-SH`, `rate-range-S-SH`: requests/s;
+/// - `p99-S-SH`: the 99th percentile latency in µs (median of the rounds);
+/// - `syscalls-S-SH`: untraced system calls per echo (median);
+/// - `x03-S-SH` and `rate-x03-S-SH`: CPU per echo and requests/s over
+///   lesson 03's in the same round, `median (min–max)`;
+/// - `mem-S` and `kmem-S`: our memory and the kernel's per idle connection,
+///   KiB; `strace-S`: system calls per echo under strace.
+pub fn figures(data: &LadderData) -> String {
+    let mut out = String::from(
+        "Every figure of this run, one per anchor, for the chapters' prose to include \
+         inline.\n\n",
+    );
+    let mut put = |name: String, value: String| {
+        let name = anchor_name(&name);
+        let _ = write!(out, "ANCHOR: {name}\n{value}\nANCHOR_END: {name}\n");
+    };
+    for server in summary::measured(data) {
+        let s = &server.name;
+        for shape in &data.settings.shapes {
+            let sh = &shape.name;
+            let runs: Vec<&Run> = data
+                .runs
+                .iter()
+                .filter(|r| &r.server == s && &r.shape == sh && r.error.is_none())
+                .collect();
+            let of = |figure: fn(&Run) -> Option<f64>| {
+                summary::spread(&runs.iter().filter_map(|r| figure(r)).collect::<Vec<_>>())
+            };
+            if let Some(c) = of(summary::cpu_us) {
+                put(format!("cpu-{s}-{sh}"), us(c.median));
+                put(format!("cpu-range-{s}-{sh}"), format!("{}–{}", us(c.min), us(c.max)));
+            }
+            if let Some(u) = of(summary::user_us) {
+                put(format!("user-{s}-{sh}"), us(u.median));
+            }
+            if let Some(v) = of(summary::system_us) {
+                put(format!("system-{s}-{sh}"), us(v.median));
+            }
+            if let Some(r) = of(summary::rate) {
+                put(format!("rate-{s}-{sh}"), count(r.median));
+                put(
+                    format!("rate-range-{s}-{sh}"),
+                    format!("{}–{}", count(r.min), count(r.max)),
+                );
+            }
+            if let Some(p) = of(summary::p99) {
+                put(format!("p99-{s}-{sh}"), count(p.median));
+            }
+            if let Some(c) = of(summary::syscalls) {
+                put(format!("syscalls-{s}-{sh}"), ratio(c.median));
+            }
+            if s != REFERENCE {
+                for (prefix, figure) in [
+                    ("x03", summary::cpu_us as fn(&Run) -> Option<f64>),
+                    ("rate-x03", summary::rate),
+                ] {
+                    if let Some(x) = round_ratios(data, shape, s, REFERENCE, figure) {
+                        put(
+                            format!("{prefix}-{s}-{sh}"),
+                            ranged(x, |v| format!("{v:.2}")),
+                        );
+                    }
+                }
+            }
+        }
+        if let Some(m) = data.memory.iter().find(|m| &m.server == s) {
+            if let Some(v) = m.per_connection_kib {
+                put(format!("mem-{s}"), format!("{v:.2}"));
+            }
+            if let Some(v) = m.kernel.per_connection_kib {
+                put(format!("kmem-{s}"), format!("{v:.2}"));
+            }
+        }
+        if let Some(c) = data.syscalls.iter().find(|c| &c.server == s)
+            && let Some(v) = c.per_request
+        {
+            put(format!("strace-{s}"), ratio(v));
         }
     }
     out

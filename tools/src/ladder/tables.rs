@@ -566,7 +566,10 @@ pub fn figures(data: &LadderData) -> String {
             };
             if let Some(c) = of(summary::cpu_us) {
                 put(format!("cpu-{s}-{sh}"), us(c.median));
-                put(format!("cpu-range-{s}-{sh}"), format!("{}–{}", us(c.min), us(c.max)));
+                put(
+                    format!("cpu-range-{s}-{sh}"),
+                    format!("{}–{}", us(c.min), us(c.max)),
+                );
             }
             if let Some(u) = of(summary::user_us) {
                 put(format!("user-{s}-{sh}"), us(u.median));

@@ -107,16 +107,12 @@ fn every_feature_off_is_lesson_05_and_passes_every_check() {
     }
 }
 
-/// One client sends 4 MiB at once and reads the echo: its receives find
-/// many buffers' worth waiting, so they come as bundles, and its echoes
-/// queue up faster than one send each would take them, so they leave
-/// gathered. Both counted at exit; every byte checked.
-#[test]
-fn a_large_echo_takes_bundles_and_gathered_sends() {
-    let Some(server) = start(&[]) else { return };
+/// One client writes 4 MiB at once (bytes `i % modulus`) from one thread
+/// while it reads the echo on another, and checks every byte.
+fn echo_four_mib(server: &ServerProcess, modulus: u32) {
     let mut stream = client::connect(server.addr(), LIMIT).unwrap();
     stream.set_read_timeout(Some(LIMIT)).unwrap();
-    let data: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
+    let data: Vec<u8> = (0..4u32 << 20).map(|i| (i % modulus) as u8).collect();
     let mut writer = stream.try_clone().unwrap();
     let sent = data.clone();
     let write = thread::spawn(move || writer.write_all(&sent));
@@ -124,7 +120,16 @@ fn a_large_echo_takes_bundles_and_gathered_sends() {
     stream.read_exact(&mut back).unwrap();
     write.join().unwrap().unwrap();
     assert!(back == data, "the echo differs");
-    drop(stream);
+}
+
+/// One client sends 4 MiB at once and reads the echo: its receives find
+/// many buffers' worth waiting, so they come as bundles, and its echoes
+/// queue up faster than one send each would take them, so they leave
+/// gathered. Both counted at exit; every byte checked.
+#[test]
+fn a_large_echo_takes_bundles_and_gathered_sends() {
+    let Some(server) = start(&[]) else { return };
+    echo_four_mib(&server, 251);
     let stderr = stop(server, "06 large echo");
     if !has(&stderr, "recv-bundle") {
         return;
@@ -363,17 +368,7 @@ fn incremental_small_buffers_with_bundles_lose_no_byte() {
 #[test]
 fn a_large_echo_through_incremental_buffers() {
     let Some(server) = start(&INC) else { return };
-    let mut stream = client::connect(server.addr(), LIMIT).unwrap();
-    stream.set_read_timeout(Some(LIMIT)).unwrap();
-    let data: Vec<u8> = (0..4u32 << 20).map(|i| (i % 253) as u8).collect();
-    let mut writer = stream.try_clone().unwrap();
-    let sent = data.clone();
-    let write = thread::spawn(move || writer.write_all(&sent));
-    let mut back = vec![0u8; data.len()];
-    stream.read_exact(&mut back).unwrap();
-    write.join().unwrap().unwrap();
-    assert!(back == data, "the echo differs");
-    drop(stream);
+    echo_four_mib(&server, 253);
     let stderr = stop(server, "06 --buf-inc large echo");
     if !has(&stderr, "buf-inc") {
         return;

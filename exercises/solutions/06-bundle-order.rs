@@ -53,7 +53,7 @@ mod bundle {
         }
 
         /// Links one received buffer at the tail of the connection's queue.
-        fn queue_buffer(&mut self, index: usize, bid: u16, len: u32) {
+        pub(crate) fn queue_buffer(&mut self, index: usize, bid: u16, len: u32) {
             let conn = &mut self.conns[index];
             conn.starved = false;
             self.pool.len[usize::from(bid)] = len;

@@ -8,7 +8,6 @@
 use std::io;
 
 use crate::conn::{Kind, Shot, pack};
-use crate::pool::NONE;
 use crate::setup::Server;
 
 // ANCHOR: queue_pieces
@@ -82,25 +81,12 @@ impl Server {
         }
     }
 
-    /// Links one piece at the tail of the connection's queue, as
-    /// `queue_buffer` links a buffer.
+    /// Links one piece at the tail of the connection's queue: a piece
+    /// has an id of its own above the buffers' ids, so it is linked exactly
+    /// as `queue_buffer` (`bundle.rs`) links a whole buffer.
     fn queue_piece(&mut self, index: usize, piece: u16, len: u32) {
-        let conn = &mut self.conns[index];
-        conn.starved = false;
-        self.pool.len[usize::from(piece)] = len;
-        self.pool.next[usize::from(piece)] = NONE;
-        if conn.tail == NONE {
-            conn.head = piece;
-        } else {
-            self.pool.next[usize::from(conn.tail)] = piece;
-        }
-        conn.tail = piece;
-        conn.held += 1;
+        self.queue_buffer(index, piece, len);
         self.more.inc_pieces += 1;
-        self.stats.max_held = self.stats.max_held.max(conn.held);
-        if conn.held == self.max_per_conn {
-            self.stats.backpressure_pauses += 1;
-        }
     }
 }
 // ANCHOR_END: queue_pieces

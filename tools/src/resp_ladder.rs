@@ -38,6 +38,27 @@ pub struct RespData {
     pub pinned: bool,
     pub servers: Vec<ServerEntry>,
     pub runs: Vec<RespRun>,
+    /// Memory per idle connection, one entry per server (absent in data
+    /// made before it was measured).
+    #[serde(default)]
+    pub memory: Vec<RespMemory>,
+    /// The command that measured `memory`, when it was not the rounds' own
+    /// (`resp-ladder --memory-only`).
+    #[serde(default)]
+    pub memory_command: Option<Vec<String>>,
+}
+
+/// One server's memory with `connections` idle connections open, against
+/// its memory after a warm-up load with none: `VmRSS` from
+/// `/proc/PID/status`, the server's own pages only.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RespMemory {
+    pub server: String,
+    pub connections: u32,
+    pub baseline_kib: Option<u64>,
+    pub loaded_kib: Option<u64>,
+    pub per_connection_kib: Option<f64>,
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -353,6 +374,39 @@ pub fn targets(data: &RespData, redis: &str, lesson: &str) -> String {
     out
 }
 
+/// Memory per idle connection: each server's resident memory after a
+/// warm-up, with the idle connections open, and the growth per connection.
+pub fn memory_table(data: &RespData) -> String {
+    let n = data.memory.first().map_or(0, |m| m.connections);
+    let mut out = format!(
+        "Each server fresh, after a warm-up of 20,000 SET and GET requests; then {n} idle \
+         connections held open by `redis-benchmark -c {n} -I`. VmRSS is the server's own \
+         memory (the kernel's socket buffers are not in it).{}\n\n\
+         | server | VmRSS after warm-up | with {n} idle connections | per connection |\n\
+         |---|---:|---:|---:|\n",
+        data.memory_command
+            .as_ref()
+            .map(|c| format!(" Measured by `{}`.", c.join(" ")))
+            .unwrap_or_default()
+    );
+    for m in &data.memory {
+        let kib = |v: Option<u64>| v.map_or("–".to_string(), |v| format!("{v} KiB"));
+        let per = match (&m.per_connection_kib, &m.error) {
+            (Some(v), _) => format!("{v:.2} KiB"),
+            (None, Some(e)) => format!("not measured: {e}"),
+            (None, None) => "–".into(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {per} |",
+            m.server,
+            kib(m.baseline_kib),
+            kib(m.loaded_kib)
+        );
+    }
+    out
+}
+
 /// Every table, by file name: one comparison with redis-server for lesson
 /// 07 (`resp-comparison.md`) and one for each variant of it
 /// (`resp-comparison-LABEL.md`, the label after `07 `).
@@ -372,6 +426,7 @@ pub fn render(data: &RespData) -> Vec<(String, String)> {
             targets(data, redis, "07_uring_resp"),
         ),
         ("resp-spreads.md".into(), spreads(data)),
+        ("resp-memory.md".into(), memory_table(data)),
         ("resp-setup.md".into(), setup(data)),
     ]);
     out

@@ -24,7 +24,7 @@ use uring_echo_tools::ladder::{machine, on_path, process_cpu_seconds};
 use uring_echo_tools::process::{ServerProcess, binary_path, check_server_built};
 use uring_echo_tools::resp::{RedisServer, redis_tool};
 use uring_echo_tools::resp_ladder::{
-    self, RespData, RespRun, SCHEMA, SCHEMA_VERSION, ServerEntry, parse_csv_rps,
+    self, RespData, RespMemory, RespRun, SCHEMA, SCHEMA_VERSION, ServerEntry, parse_csv_rps,
 };
 
 /// Lesson 07 and redis-server under redis-benchmark, in alternating rounds.
@@ -47,9 +47,13 @@ struct Args {
     #[arg(long, default_value_t = 50)]
     clients: u32,
     /// Requests per run at -P 1; a pipeline of depth P runs P times as
-    /// many, so each run lasts a few seconds.
-    #[arg(long, default_value_t = 100_000)]
+    /// many, so each run lasts a few seconds (shorter runs swing more).
+    #[arg(long, default_value_t = 300_000)]
     requests: u64,
+    /// Idle connections held open (`redis-benchmark -I`) to measure each
+    /// server's memory per connection after the rounds; 0 skips it.
+    #[arg(long, default_value_t = 1000)]
+    memory_connections: u32,
     /// A variant of lesson 07 to measure beside it: a label and the
     /// lesson's options, e.g. 'batch16=--batch 16'. Repeatable.
     #[arg(long = "variant", value_name = "LABEL=OPTIONS", value_parser = parse_variant)]
@@ -57,6 +61,11 @@ struct Args {
     /// Write the tables again from resp.json, without measuring.
     #[arg(long)]
     redraw: bool,
+    /// Measure only the memory per idle connection, into the resp.json
+    /// already in --out (its rounds are kept; this command is recorded as
+    /// the memory's own).
+    #[arg(long, conflicts_with = "redraw")]
+    memory_only: bool,
 }
 
 fn parse_variant(text: &str) -> Result<(String, Vec<String>), String> {
@@ -88,6 +97,8 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let result = if args.redraw {
         resp_ladder::read(&args.out).and_then(|data| write(&args, &data))
+    } else if args.memory_only {
+        memory_only(&args).and_then(|data| write(&args, &data))
     } else {
         measure(&args).and_then(|data| write(&args, &data))
     };
@@ -98,6 +109,46 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--memory-only`: the memory of redis-server and lesson 07, added to the
+/// data already measured.
+fn memory_only(args: &Args) -> Result<RespData, String> {
+    let mut data = resp_ladder::read(&args.out)?;
+    let bench = redis_tool("redis-benchmark")?;
+    check_server_built(LESSON, &binary_path(LESSON))?;
+    let prefix: &[&str] = if data.pinned {
+        &["taskset", "-c", "0"]
+    } else {
+        &[]
+    };
+    // Variants change how the lesson waits, not what it holds per connection.
+    let whos = [Who::Redis, Who::Lesson(LESSON.into(), Vec::new())];
+    data.memory = measure_memory(&bench, &whos, prefix, args.memory_connections);
+    data.memory_command = Some(std::env::args().collect());
+    Ok(data)
+}
+
+/// Every server's memory per idle connection, one after the other.
+fn measure_memory(
+    bench: &std::path::Path,
+    whos: &[Who],
+    prefix: &[&str],
+    n: u32,
+) -> Vec<RespMemory> {
+    // Enough descriptors for the idle clients (the benchmark inherits it).
+    uring_echo_book::limits::raise_open_file_limit_or_warn();
+    let mut out = Vec::new();
+    for who in whos {
+        let m = memory(bench, who, prefix, n);
+        match (&m.per_connection_kib, &m.error) {
+            (Some(v), _) => eprintln!("memory {:>13}: {v:.2} KiB per idle connection", m.server),
+            (_, Some(e)) => eprintln!("memory {:>13}: not measured: {e}", m.server),
+            _ => {}
+        }
+        out.push(m);
+    }
+    out
 }
 
 fn write(args: &Args, data: &RespData) -> Result<(), String> {
@@ -158,6 +209,8 @@ fn measure(args: &Args) -> Result<RespData, String> {
             },
         ],
         runs: Vec::new(),
+        memory: Vec::new(),
+        memory_command: None,
     };
     let mut whos = vec![Who::Redis, Who::Lesson(LESSON.into(), Vec::new())];
     for (label, options) in &args.variants {
@@ -210,6 +263,10 @@ fn measure(args: &Args) -> Result<RespData, String> {
             }
         }
     }
+    if args.memory_connections > 0 {
+        // Variants change how the lesson waits, not what it holds per connection.
+        data.memory = measure_memory(&bench, &whos[..2], server_prefix, args.memory_connections);
+    }
     Ok(data)
 }
 
@@ -229,10 +286,118 @@ fn failed(round: u32, who: &Who, test: &str, pipeline: u32, requests: u64, e: St
     }
 }
 
+/// One server's memory per idle connection: its VmRSS after a short warm-up
+/// load, then with `n` idle connections held open by `redis-benchmark -I`
+/// (counted arriving by the server's open descriptors), the growth over `n`.
+fn memory(bench: &std::path::Path, who: &Who, prefix: &[&str], n: u32) -> RespMemory {
+    let measured = (|| -> Result<(u64, u64), String> {
+        let server = start_server(who, prefix)?;
+        let (pid, port) = match &server {
+            Server::Lesson(s) => (s.pid(), s.addr().port()),
+            Server::Redis(r) => (r.pid(), r.addr.port()),
+        };
+        let port = port.to_string();
+        let host = ["-h", "127.0.0.1", "-p", port.as_str()];
+        Command::new(bench)
+            .args(host)
+            .args(["-t", "set,get", "-n", "20000", "-c", "50", "-q"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|e| format!("cannot run redis-benchmark: {e}"))?;
+        let baseline = rss_kib(pid)?;
+        let fds = open_fds(pid)?;
+        let mut idle = Command::new(bench)
+            .args(host)
+            .args(["-c", &n.to_string(), "-I"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run redis-benchmark -I: {e}"))?;
+        // The server says nothing when a connection arrives: watch its
+        // descriptors until all `n` are there.
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        let arrived = loop {
+            let now = open_fds(pid)?.saturating_sub(fds);
+            if now >= n as usize || Instant::now() > deadline {
+                break now;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let loaded = rss_kib(pid);
+        let _ = idle.kill();
+        let _ = idle.wait();
+        if arrived < n as usize {
+            return Err(format!(
+                "only {arrived} of {n} idle connections arrived in 30 s"
+            ));
+        }
+        Ok((baseline, loaded?))
+    })();
+    let server = who.name();
+    match measured {
+        Ok((baseline, loaded)) => RespMemory {
+            server,
+            connections: n,
+            baseline_kib: Some(baseline),
+            loaded_kib: Some(loaded),
+            per_connection_kib: Some((loaded as f64 - baseline as f64) / f64::from(n)),
+            error: None,
+        },
+        Err(e) => RespMemory {
+            server,
+            connections: n,
+            baseline_kib: None,
+            loaded_kib: None,
+            per_connection_kib: None,
+            error: Some(e),
+        },
+    }
+}
+
+/// `VmRSS` of a process, in KiB.
+fn rss_kib(pid: u32) -> Result<u64, String> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .ok_or_else(|| format!("cannot read VmRSS of process {pid}"))
+}
+
+/// How many descriptors a process has open.
+fn open_fds(pid: u32) -> Result<usize, String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .map_err(|e| format!("cannot list /proc/{pid}/fd: {e}"))
+}
+
 /// A server for one run: the lesson, or redis-server; each killed when dropped.
 enum Server {
     Lesson(ServerProcess),
     Redis(RedisServer),
+}
+
+/// Starts the server `who` names, fresh, pinned by `prefix`.
+fn start_server(who: &Who, prefix: &[&str]) -> Result<Server, String> {
+    Ok(if let Who::Lesson(_, options) = who {
+        let mut command = match prefix.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(binary_path(LESSON));
+                c
+            }
+            None => Command::new(binary_path(LESSON)),
+        };
+        command.args(options).args(["--addr", "127.0.0.1:0"]);
+        Server::Lesson(ServerProcess::spawn(command).map_err(|e| e.to_string())?)
+    } else {
+        Server::Redis(RedisServer::start(prefix)?)
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -247,20 +412,7 @@ fn one_run(
     clients: u32,
     round: u32,
 ) -> Result<RespRun, String> {
-    let server = if let Who::Lesson(_, options) = who {
-        let mut command = match prefix.split_first() {
-            Some((program, rest)) => {
-                let mut c = Command::new(program);
-                c.args(rest).arg(binary_path(LESSON));
-                c
-            }
-            None => Command::new(binary_path(LESSON)),
-        };
-        command.args(options).args(["--addr", "127.0.0.1:0"]);
-        Server::Lesson(ServerProcess::spawn(command).map_err(|e| e.to_string())?)
-    } else {
-        Server::Redis(RedisServer::start(prefix)?)
-    };
+    let server = start_server(who, prefix)?;
     let (pid, port) = match &server {
         Server::Lesson(s) => (s.pid(), s.addr().port()),
         Server::Redis(r) => (r.pid(), r.addr.port()),

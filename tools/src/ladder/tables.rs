@@ -549,7 +549,9 @@ pub fn anchor_name(text: &str) -> String {
 ///   server `B`'s (a lesson, a variant or a peer), for a ratio to a base
 ///   other than 03;
 /// - `mem-S` and `kmem-S`: our memory and the kernel's per idle connection,
-///   KiB; `strace-S`: system calls per echo under strace.
+///   KiB; `strace-S`: system calls per echo under strace;
+/// - the machine: `machine-cpus`, `machine-kernel` and
+///   `machine-load-average` (the 1-minute load as the run started).
 pub fn figures(data: &LadderData) -> String {
     let mut out = String::from(
         "Every figure of this run, one per anchor, for the chapters' prose to include \
@@ -559,6 +561,12 @@ pub fn figures(data: &LadderData) -> String {
         let name = anchor_name(&name);
         let _ = write!(out, "ANCHOR: {name}\n{value}\nANCHOR_END: {name}\n");
     };
+    let machine = &data.machine;
+    put("machine-cpus".into(), machine.cpus.to_string());
+    put("machine-kernel".into(), machine.kernel.clone());
+    if let Some(load) = machine.load_average {
+        put("machine-load-average".into(), format!("{load:.2}"));
+    }
     for server in summary::measured(data) {
         let s = &server.name;
         for shape in &data.settings.shapes {

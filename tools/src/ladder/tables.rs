@@ -537,12 +537,21 @@ pub fn anchor_name(text: &str) -> String {
 /// - `cpu-S-SH`, `cpu-range-S-SH`: server CPU µs per echo, its median and
 ///   its `min–max` over the rounds; `user-S-SH`, `system-S-SH` the split;
 /// - `rate-S-SH`, `rate-range-S-SH`: requests/s;
-/// - `p99-S-SH`: the 99th percentile latency in µs (median of the rounds);
-/// - `syscalls-S-SH`: untraced system calls per echo (median);
+/// - `p50-S-SH`, `p99-S-SH`, `p999-S-SH`: latency percentiles in µs
+///   (median of the rounds), written as the shape's table writes them;
+/// - `syscalls-S-SH`: untraced system calls per echo (median), and
+///   `syscalls-range-S-SH` its `min–max`; `enters-S-SH`: the server's own
+///   count of `io_uring_enter` calls per echo, where it keeps one;
+/// - `busy-S-SH`: how busy the load generator was (1.00 is one core);
 /// - `x03-S-SH` and `rate-x03-S-SH`: CPU per echo and requests/s over
 ///   lesson 03's in the same round, `median (min–max)`;
+/// - `x-B-S-SH` and `rate-x-B-S-SH`: the same over any other measured
+///   server `B`'s (a lesson, a variant or a peer), for a ratio to a base
+///   other than 03;
 /// - `mem-S` and `kmem-S`: our memory and the kernel's per idle connection,
-///   KiB; `strace-S`: system calls per echo under strace.
+///   KiB; `strace-S`: system calls per echo under strace;
+/// - the machine: `machine-cpus`, `machine-kernel` and
+///   `machine-load-average` (the 1-minute load as the run started).
 pub fn figures(data: &LadderData) -> String {
     let mut out = String::from(
         "Every figure of this run, one per anchor, for the chapters' prose to include \
@@ -552,6 +561,12 @@ pub fn figures(data: &LadderData) -> String {
         let name = anchor_name(&name);
         let _ = write!(out, "ANCHOR: {name}\n{value}\nANCHOR_END: {name}\n");
     };
+    let machine = &data.machine;
+    put("machine-cpus".into(), machine.cpus.to_string());
+    put("machine-kernel".into(), machine.kernel.clone());
+    if let Some(load) = machine.load_average {
+        put("machine-load-average".into(), format!("{load:.2}"));
+    }
     for server in summary::measured(data) {
         let s = &server.name;
         for shape in &data.settings.shapes {
@@ -584,11 +599,27 @@ pub fn figures(data: &LadderData) -> String {
                     format!("{}–{}", count(r.min), count(r.max)),
                 );
             }
-            if let Some(p) = of(summary::p99) {
-                put(format!("p99-{s}-{sh}"), count(p.median));
+            for (prefix, figure) in [
+                ("p50", summary::p50 as fn(&Run) -> Option<f64>),
+                ("p99", summary::p99),
+                ("p999", summary::p999),
+            ] {
+                if let Some(p) = of(figure) {
+                    put(format!("{prefix}-{s}-{sh}"), us(p.median));
+                }
             }
             if let Some(c) = of(summary::syscalls) {
                 put(format!("syscalls-{s}-{sh}"), ratio(c.median));
+                put(
+                    format!("syscalls-range-{s}-{sh}"),
+                    format!("{}–{}", ratio(c.min), ratio(c.max)),
+                );
+            }
+            if let Some(e) = of(summary::enters) {
+                put(format!("enters-{s}-{sh}"), ratio(e.median));
+            }
+            if let Some(b) = of(summary::client_busy) {
+                put(format!("busy-{s}-{sh}"), format!("{:.2}", b.median));
             }
             if s != REFERENCE {
                 for (prefix, figure) in [
@@ -598,6 +629,23 @@ pub fn figures(data: &LadderData) -> String {
                     if let Some(x) = round_ratios(data, shape, s, REFERENCE, figure) {
                         put(
                             format!("{prefix}-{s}-{sh}"),
+                            ranged(x, |v| format!("{v:.2}")),
+                        );
+                    }
+                }
+            }
+            for base in summary::measured(data) {
+                let b = &base.name;
+                if b == s {
+                    continue;
+                }
+                for (prefix, figure) in [
+                    ("x", summary::cpu_us as fn(&Run) -> Option<f64>),
+                    ("rate-x", summary::rate),
+                ] {
+                    if let Some(x) = round_ratios(data, shape, s, b, figure) {
+                        put(
+                            format!("{prefix}-{b}-{s}-{sh}"),
                             ranged(x, |v| format!("{v:.2}")),
                         );
                     }

@@ -84,8 +84,13 @@ mod send;
 #[path = "../../src/bin/07_uring_resp/serve.rs"]
 mod serve;
 #[cfg(target_os = "linux")]
-#[path = "../../src/bin/07_uring_resp/setup.rs"]
+#[path = "../../src/bin/05_uring_multishot/setup.rs"]
 mod setup;
+#[cfg(target_os = "linux")]
+#[path = "../../src/bin/07_uring_resp/state.rs"]
+mod state;
+#[cfg(target_os = "linux")]
+pub(crate) use state::Extra;
 #[cfg(target_os = "linux")]
 #[path = "../../src/bin/05_uring_multishot/shutdown.rs"]
 mod shutdown;

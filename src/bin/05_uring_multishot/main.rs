@@ -93,6 +93,34 @@ mod shutdown;
 #[cfg(target_os = "linux")]
 mod stats;
 
+/// What a lesson built on `setup.rs` adds to the server's state and to its
+/// start-up. Lesson 07 reuses that file and puts its protocol's buffers,
+/// limits and map here (its `state.rs`); an echo server adds nothing.
+#[cfg(target_os = "linux")]
+pub(crate) struct Extra;
+
+#[cfg(target_os = "linux")]
+impl Extra {
+    /// Whether `--batch auto` may try batches while the server is not busy
+    /// (`batch.rs`): an echo server is judged by its own CPU, so no.
+    pub(crate) const BATCH_TRIALS: bool = false;
+
+    pub(crate) fn new(_: &Args, _max_conns: usize) -> Result<Extra, String> {
+        Ok(Extra)
+    }
+
+    /// One more line at start-up: none.
+    pub(crate) fn describe(&self, _: &Args) {}
+}
+
+#[cfg(target_os = "linux")]
+impl Server {
+    /// Requests the additions queue at start-up: none.
+    pub(crate) fn start_extra(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Counts every allocation, so the stats at exit can show that the event
 /// loop made none.
 #[global_allocator]

@@ -64,6 +64,9 @@ pub(crate) struct Server {
     /// Completions copied out of the ring: (user_data, result, flags).
     pub(crate) batch: Vec<(u64, i32, u32)>,
     pub(crate) stats: Stats,
+    /// What a lesson built on this file adds to the server: nothing in 05
+    /// (`Extra` in `main.rs`); lesson 07's protocol state (`state.rs`).
+    pub(crate) extra: crate::Extra,
 }
 // ANCHOR_END: server
 
@@ -258,6 +261,7 @@ impl Server {
         let mut free = Vec::with_capacity(max_conns);
         free.extend((0..max_conns as u32).rev());
         let ring_has_min_wait = ring.params().is_feature_min_timeout();
+        let extra = crate::Extra::new(args, max_conns)?;
         let mut server = Server {
             ring,
             pool,
@@ -274,8 +278,10 @@ impl Server {
             accept_multishot: false,
             timeout_armed: false,
             in_flight: 0,
-            // lesson 05 judges batches by its own CPU: no trials (batch.rs)
-            batching: Batching::new(args.batch, ring_has_min_wait, false),
+            // Whether `--batch auto` may try batches while the server is not
+            // busy (`batch.rs`): not for an echo server, whose own CPU is the
+            // figure; lesson 07 says yes.
+            batching: Batching::new(args.batch, ring_has_min_wait, crate::Extra::BATCH_TRIALS),
             batch_wait: types::SubmitArgs::new().min_wait_usec(args.batch_wait_usec),
             idle: false,
             retries: 0,
@@ -286,10 +292,12 @@ impl Server {
                 taskrun,
                 ..Stats::default()
             },
+            extra,
         };
         if let Err(e) = server
             .submit_signal_read()
             .and_then(|()| server.arm_accept())
+            .and_then(|()| server.start_extra())
         {
             // The signal read may be queued or in flight, writing into
             // `siginfo`: never free it.
@@ -313,6 +321,7 @@ impl Server {
             self.recv_mode.name(),
             self.batching.describe(args.batch_wait_usec),
         );
+        self.extra.describe(args);
     }
 }
 // ANCHOR_END: setup_rest

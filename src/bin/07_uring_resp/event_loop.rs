@@ -36,7 +36,7 @@ pub(crate) fn serve(args: &Args) -> ExitCode {
     match result {
         Ok(()) => {
             // One `stats:` line: lesson 05's counters, then the protocol's.
-            eprintln!("{} {}", server.stats, server.resp);
+            eprintln!("{} {}", server.stats, server.extra.resp);
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -19,6 +19,8 @@
 //! - **replies** (`reply.rs`, `send.rs`): appended to the connection's
 //!   reply buffer and sent once per batch of completions; a full reply
 //!   buffer stops the parsing, and so the receiving (backpressure);
+//! - **state** (`state.rs`): what the protocol adds to 05's `Server`, in
+//!   its one field for a later lesson's additions (`extra`);
 //! - **commands** (`commands.rs`, `store.rs`): PING, ECHO, SET (EX, PX),
 //!   GET, DEL, EXISTS, INCR, FLUSHDB, QUIT, and the handshakes of
 //!   `redis-cli` and `redis-benchmark`, on a single-threaded map with
@@ -70,7 +72,13 @@ mod push;
 #[cfg(target_os = "linux")]
 mod recv;
 #[cfg(target_os = "linux")]
+#[path = "../05_uring_multishot/setup.rs"]
 mod setup;
+// what the protocol adds to 05's server (`Server::extra`);
+#[cfg(target_os = "linux")]
+mod state;
+#[cfg(target_os = "linux")]
+pub(crate) use state::Extra;
 // the protocol: one request's bounds and parse, framing across buffers,
 // serving a connection's input, writing replies, the commands, the map;
 mod commands;

@@ -20,13 +20,13 @@ impl Server {
     /// wrote replies in it (unless a send of its is in flight: the new
     /// replies go when it completes).
     pub(crate) fn flush(&mut self) -> io::Result<()> {
-        let mut list = std::mem::take(&mut self.to_flush);
+        let mut list = std::mem::take(&mut self.extra.to_flush);
         for &index in &list {
             self.conns[index as usize].flagged = false;
             self.send_next(index as usize)?;
         }
         list.clear();
-        self.to_flush = list; // keeps its capacity: no allocation
+        self.extra.to_flush = list; // keeps its capacity: no allocation
         Ok(())
     }
 
@@ -40,7 +40,7 @@ impl Server {
         if conn.sent == conn.replies || conn.failed || self.stopping {
             return Ok(false);
         }
-        let ptr = self.arena.reply_ptr(index, conn.sent);
+        let ptr = self.extra.arena.reply_ptr(index, conn.sent);
         let len = (conn.replies - conn.sent) as u32;
         let fd = conn.socket.as_ref().map_or(-1, |s| s.as_raw_fd());
         // MSG_NOSIGNAL: a peer that has gone away fails the send with EPIPE
@@ -85,9 +85,9 @@ impl Server {
         if conn.sent == conn.replies {
             // Everything went: the buffer is empty again, from its start.
             (conn.sent, conn.replies) = (0, 0);
-        } else if conn.sent >= self.arena.reply_size() / 2 {
+        } else if conn.sent >= self.extra.arena.reply_size() / 2 {
             // Half the buffer is behind us: move the rest to its start.
-            self.arena.compact(index, conn.sent, conn.replies);
+            self.extra.arena.compact(index, conn.sent, conn.replies);
             (conn.sent, conn.replies) = (0, conn.replies - conn.sent);
         }
         conn.send_end = conn.sent;

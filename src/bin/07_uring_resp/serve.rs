@@ -55,14 +55,14 @@ impl Server {
             self.stop_reading(index)?;
         }
         if stop == Stop::Full {
-            self.resp.full_pauses += 1;
+            self.extra.resp.full_pauses += 1;
         }
         let conn = &mut self.conns[index];
         if conn.replies > conn.sent && !conn.flagged {
             // Sent after this batch of completions: one send for the
             // replies to everything this batch brought.
             conn.flagged = true;
-            self.to_flush.push(index as u32);
+            self.extra.to_flush.push(index as u32);
         }
         if conn.held <= self.max_per_conn / 2 {
             // Buffers went back: receive again if the share stopped it.
@@ -74,7 +74,7 @@ impl Server {
     /// Parses and runs the requests of one buffer (after the carry's).
     fn serve_buffer(&mut self, index: usize, buffer: &[u8]) -> Stop {
         let conn = &mut self.conns[index];
-        let (carry, free) = self.arena.parts(index, conn.replies);
+        let (carry, free) = self.extra.arena.parts(index, conn.replies);
         let mut reply = Reply::new(free);
         let mut input = Input {
             carry,
@@ -86,7 +86,7 @@ impl Server {
             if reply.room() < SMALL_REPLY {
                 break Stop::Full;
             }
-            let next = input.next(&self.limits, &mut self.args);
+            let next = input.next(&self.extra.limits, &mut self.extra.args);
             let Next::Request {
                 in_carry,
                 start,
@@ -95,7 +95,7 @@ impl Server {
             else {
                 if let Next::Error(e) = next {
                     protocol_error(&mut reply, e);
-                    self.resp.protocol_errors += 1;
+                    self.extra.resp.protocol_errors += 1;
                     break Stop::Closing;
                 }
                 break Stop::Used;
@@ -103,12 +103,12 @@ impl Server {
             let base = if in_carry { &*input.carry } else { buffer };
             let request = Request {
                 base: &base[start..start + used],
-                spans: &self.args,
+                spans: &self.extra.args,
             };
-            match execute(&request, &mut self.store, self.now, &mut reply) {
+            match execute(&request, &mut self.extra.store, self.extra.now, &mut reply) {
                 Ok(after) => {
-                    self.resp.commands += 1;
-                    self.resp.from_carry += u64::from(in_carry);
+                    self.extra.resp.commands += 1;
+                    self.extra.resp.from_carry += u64::from(in_carry);
                     input.done(next);
                     if after == After::Close {
                         break Stop::Closing;

@@ -24,7 +24,7 @@ impl Server {
     /// Arms the sweep's timer (a single-shot timeout, armed again when it
     /// fires).
     pub(crate) fn arm_sweep(&mut self) -> io::Result<()> {
-        if self.sweep_armed || self.stopping {
+        if self.extra.sweep_armed || self.stopping {
             return Ok(());
         }
         let entry = opcode::Timeout::new(&SWEEP_EVERY)
@@ -32,22 +32,22 @@ impl Server {
             .user_data(pack(Kind::Sweep, 0, 0));
         // SAFETY: the timespec is a `static`, there for the whole run.
         unsafe { self.push(entry)? };
-        self.sweep_armed = true;
+        self.extra.sweep_armed = true;
         Ok(())
     }
 
     /// The timer fired (or was cancelled, at shutdown): sweep, and arm it again.
     pub(crate) fn on_sweep(&mut self) -> io::Result<()> {
-        self.sweep_armed = false;
+        self.extra.sweep_armed = false;
         self.tick();
-        let deleted = self.store.sweep(self.now, SWEEP_KEYS);
-        self.resp.expired_swept += deleted as u64;
+        let deleted = self.extra.store.sweep(self.extra.now, SWEEP_KEYS);
+        self.extra.resp.expired_swept += deleted as u64;
         self.arm_sweep()
     }
 
     /// At shutdown: cancel the timer, so nothing of ours stays in flight.
     pub(crate) fn stop_sweep(&mut self) -> io::Result<()> {
-        if self.sweep_armed {
+        if self.extra.sweep_armed {
             self.cancel(pack(Kind::Sweep, 0, 0))?;
         }
         Ok(())
@@ -56,7 +56,7 @@ impl Server {
     /// Reads the clock once for a batch of completions: milliseconds since
     /// start-up, the time every expiry is measured in.
     pub(crate) fn tick(&mut self) {
-        self.now = self.started.elapsed().as_millis() as u64;
+        self.extra.now = self.extra.started.elapsed().as_millis() as u64;
     }
 }
 // ANCHOR_END: sweep

@@ -76,11 +76,28 @@ const HUNDRED: &[&str] = &["-c", "100", "-l", "64", "--echoes", "100"];
 const FIFTY: &[&str] = &["-c", "50", "-l", "64", "--echoes", "200"];
 const EDGE: &[&str] = &["--trigger", "edge"];
 const NO_READ: &[&str] = &["-c", "1", "-d", "5", "--no-read"];
+const HOLD_1000: &[&str] = &["-c", "1000", "-l", "1", "--hold"];
 
-/// Every experiment, in the order a full run makes them: those that start
-/// lesson 02's hundreds of threads last, since runnable threads raise the
-/// load average each record reads before its first run.
+/// Every experiment, in the order a full run makes them: those that keep
+/// lesson 02's hundreds of threads busy last, since runnable threads raise
+/// the load average each record reads before its first run (idle ones, as
+/// in `hold-memory`, do not).
 pub const EXPERIMENTS: &[Experiment] = &[
+    Experiment {
+        name: "hold-memory",
+        chapter: "03_epoll.md",
+        cases: &[
+            case("02_threads, 1,000", "02_threads", &[], HOLD_1000, false),
+            case("03_epoll, 1,000", "03_epoll", &[], HOLD_1000, false),
+            case(
+                "03_epoll, 10,000",
+                "03_epoll",
+                &[],
+                &["-c", "10000", "-l", "1", "--hold"],
+                false,
+            ),
+        ],
+    },
     Experiment {
         name: "epoll-strace",
         chapter: "03_epoll.md, 04_uring.md",
@@ -231,7 +248,12 @@ pub struct Run {
     /// - `sent_bytes`: `--no-read`'s `Sent:` line; `rss_before_kib`,
     ///   `rss_stalled_kib`: the server's VmRSS before the client and at
     ///   the last `ss` sample; `ss.server_recv_q`, `ss.server_send_q`,
-    ///   `ss.client_recv_q`, `ss.client_send_q`: that sample's queues.
+    ///   `ss.client_recv_q`, `ss.client_send_q`: that sample's queues;
+    /// - for `--hold`: `rss_before_kib`, `vmsize_before_kib`,
+    ///   `threads_before` when the server is listening, `rss_held_kib`,
+    ///   `vmsize_held_kib`, `threads_held` once the client says it holds
+    ///   every connection, and `kernel_stack_growth_kib`, the growth of
+    ///   `KernelStack` in `/proc/meminfo` (system-wide) between the two.
     pub counts: BTreeMap<String, u64>,
     /// Why the run has no figures, when it failed.
     pub error: Option<String>,
@@ -357,6 +379,7 @@ pub fn render(data: &ChapterData) -> Vec<(String, String)> {
             "epoll-strace" => strace_table(record, exp),
             "epoll-triggers" | "epoll-triggers-100" => triggers(record, exp),
             "epoll-no-read" => no_read(record, exp),
+            "hold-memory" => hold(record, exp),
             "uring-syscalls" => uring(record, exp),
             _ => String::new(),
         };
@@ -562,36 +585,85 @@ fn triggers(data: &Record, exp: &Experiment) -> String {
 
 fn no_read(data: &Record, exp: &Experiment) -> String {
     let mut t = String::from(
-        "| `--max-queued-bytes` | client sent | server VmRSS before | server VmRSS, stalled | \
-         client `Send-Q` | server `Recv-Q` | server `Send-Q` | client `Recv-Q` | \
-         `short_writes`, `backpressure_pauses` |\n|---|---:|---:|---:|---:|---:|---:|---:|---|\n",
+        "| `--max-queued-bytes` | round | client sent | server VmRSS before | server VmRSS, \
+         stalled | client `Send-Q` | server `Recv-Q` | server `Send-Q` | client `Recv-Q` | \
+         `short_writes`, `backpressure_pauses` |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
     );
+    // One row per run: the queues of one sample add up only with each other.
     for case in exp.cases {
-        let runs = good(data, case);
-        let kb = |key: &'static str| range_of(&runs, |r| r.count(key)).to_string() + " kB";
-        let mib = ratio_range(&runs, 1, |r| {
-            r.count("sent_bytes").map(|b| b as f64 / 1_048_576.0)
-        });
-        let _ = writeln!(
-            t,
-            "| {} | {mib} MiB | {} | {} | {} | {} | {} | {} | {}, {} |",
-            case.label,
-            kb("rss_before_kib"),
-            kb("rss_stalled_kib"),
-            range_of(&runs, |r| r.count("ss.client_send_q")),
-            range_of(&runs, |r| r.count("ss.server_recv_q")),
-            range_of(&runs, |r| r.count("ss.server_send_q")),
-            range_of(&runs, |r| r.count("ss.client_recv_q")),
-            range_of(&runs, |r| r.count("stats.short_writes")),
-            range_of(&runs, |r| r.count("stats.backpressure_pauses")),
-        );
+        for run in good(data, case) {
+            let n = |key: &str| run.count(key).map_or("—".to_string(), thousands);
+            let mib = run.count("sent_bytes").map_or("—".to_string(), |b| {
+                format!("{:.1} MiB", b as f64 / 1_048_576.0)
+            });
+            let _ = writeln!(
+                t,
+                "| {} | {} | {mib} | {} kB | {} kB | {} | {} | {} | {} | {}, {} |",
+                case.label,
+                run.round,
+                n("rss_before_kib"),
+                n("rss_stalled_kib"),
+                n("ss.client_send_q"),
+                n("ss.server_recv_q"),
+                n("ss.server_send_q"),
+                n("ss.client_recv_q"),
+                n("stats.short_writes"),
+                n("stats.backpressure_pauses"),
+            );
+        }
     }
     let client = exp.cases.first().map_or(String::new(), client_line);
     let _ = writeln!(
         t,
         "\nThe client is {client}. Queues in bytes, from `ss -tnH` sampled every 200 ms while \
-         it ran; the row gives the last sample, with the server's VmRSS read at the same \
-         moment."
+         it ran; each row gives its run's last sample taken while the client was still \
+         running, with the server's VmRSS read at the same moment."
+    );
+    t
+}
+
+fn hold(data: &Record, exp: &Experiment) -> String {
+    let mut t = String::from(
+        "| server | connections held | VmRSS listening | VmRSS holding | growth per connection | \
+         threads holding | VmSize listening | VmSize holding | `KernelStack` growth |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for case in exp.cases {
+        let runs = good(data, case);
+        let held = case
+            .client
+            .windows(2)
+            .find(|w| w[0] == "-c")
+            .and_then(|w| w[1].parse::<u64>().ok())
+            .unwrap_or(1);
+        let kb = |key: &'static str| format!("{} kB", range_of(&runs, |r| r.count(key)));
+        let per = ratio_range(&runs, 3, |r| {
+            let grew = r.count("rss_held_kib")? as f64 - r.count("rss_before_kib")? as f64;
+            Some(grew / held as f64)
+        });
+        let _ = writeln!(
+            t,
+            "| `{}` | {} | {} | {} | **{per} kB** | {} | {} | {} | {} |",
+            case.server,
+            thousands(held),
+            kb("rss_before_kib"),
+            kb("rss_held_kib"),
+            range_of(&runs, |r| r.count("threads_held")),
+            kb("vmsize_before_kib"),
+            kb("vmsize_held_kib"),
+            kb("kernel_stack_growth_kib"),
+        );
+    }
+    let client = exp.cases.first().map_or(String::new(), client_line);
+    let _ = writeln!(
+        t,
+        "\nThe client is {client} (and `-c 10000` for the last row): it connects every \
+         client, echoes one byte on each, says `Holding:` and keeps them open and idle. \
+         `/proc/PID/status` is read when the server is listening, before any connection, \
+         and again once the client holds them all, so the growth includes what the first \
+         connection sets up. `KernelStack` is the machine's, from `/proc/meminfo`: other \
+         processes starting threads meanwhile would show in it."
     );
     t
 }

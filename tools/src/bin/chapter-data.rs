@@ -46,7 +46,7 @@ struct Args {
     #[arg(long, default_value = DEFAULT_OUT)]
     out: PathBuf,
     /// Only these experiments (the others already in the data are kept):
-    /// threads-switches, epoll-switches, epoll-strace, epoll-triggers,
+    /// hold-memory, threads-switches, epoll-switches, epoll-strace, epoll-triggers,
     /// epoll-triggers-100, epoll-no-read, uring-syscalls.
     #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
     only: Option<Vec<String>>,
@@ -210,6 +210,9 @@ fn measure_into(
     run.client_command = std::iter::once(bench.to_string_lossy().into_owned())
         .chain(argv.iter().cloned())
         .collect();
+    if case.client.contains(&"--hold") {
+        return hold(run, server, bench, argv);
+    }
     let mut client = Command::new(bench)
         .args(&argv)
         .stdin(Stdio::null())
@@ -238,8 +241,14 @@ fn measure_into(
         if let Some(status) = client.try_wait().map_err(|e| e.to_string())? {
             break status;
         }
-        if no_read {
-            sample_queues(run, port, &server);
+        if no_read
+            && let Some(sample) = sample_queues(port, &server)
+            // Kept only when the client was still running after it was
+            // taken: its exit tears the connection down and frees the
+            // server's queue, and a sample that straddles it mixes the two.
+            && client.try_wait().map_err(|e| e.to_string())?.is_none()
+        {
+            run.counts.extend(sample);
         }
         // A sampling period while the client runs (it exits on its own
         // clock), not a wait for an event.
@@ -315,6 +324,100 @@ fn measure_into(
     Ok(())
 }
 
+/// A `--hold` run: reads the server's `/proc/PID/status` (and the machine's
+/// `KernelStack`) while it listens, starts the client, waits for its
+/// `Holding:` line, reads them again, then stops the client and the server.
+fn hold(
+    run: &mut Run,
+    mut server: ServerProcess,
+    bench: &std::path::Path,
+    argv: Vec<String>,
+) -> Result<(), String> {
+    let pid = server.pid();
+    let before = status_fields(pid)?;
+    let stack_before = kernel_stack_kib()?;
+    let mut client = Command::new(bench)
+        .args(&argv)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start echo-bench: {e}"))?;
+    let stdout = client.stdout.take().ok_or("no stdout")?;
+    let holding = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|line| line.starts_with("Holding:"));
+    let result = if holding {
+        let held = status_fields(pid)?;
+        let stack_after = kernel_stack_kib()?;
+        for (name, value) in [
+            ("rss_before_kib", before.0),
+            ("vmsize_before_kib", before.1),
+            ("threads_before", before.2),
+            ("rss_held_kib", held.0),
+            ("vmsize_held_kib", held.1),
+            ("threads_held", held.2),
+            (
+                "kernel_stack_growth_kib",
+                stack_after.saturating_sub(stack_before),
+            ),
+        ] {
+            run.counts.insert(name.to_string(), value);
+        }
+        Ok(())
+    } else {
+        Err("echo-bench ended without a `Holding:` line".to_string())
+    };
+    let _ = client.kill();
+    let _ = client.wait();
+    let usage = |who| getrusage(who).map_err(|e| e.to_string());
+    let kids_before = usage(UsageWho::RUSAGE_CHILDREN)?;
+    server.interrupt().map_err(|e| e.to_string())?;
+    server
+        .wait_timeout(Duration::from_secs(30))
+        .map_err(|e| e.to_string())?
+        .ok_or("the server did not exit within 30 s of SIGINT")?;
+    let kids_after = usage(UsageWho::RUSAGE_CHILDREN)?;
+    let diff = |a: i64, b: i64| u64::try_from(a - b).unwrap_or(0);
+    run.counts.insert(
+        "voluntary_ctxt_switches".into(),
+        diff(
+            kids_after.voluntary_context_switches(),
+            kids_before.voluntary_context_switches(),
+        ),
+    );
+    for (name, value) in parse_stats_line(&server.stderr()) {
+        run.counts.insert(format!("stats.{name}"), value);
+    }
+    result
+}
+
+/// VmRSS and VmSize (kB) and Threads of `/proc/PID/status`.
+fn status_fields(pid: u32) -> Result<(u64, u64, u64), String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|e| format!("/proc/{pid}/status: {e}"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .ok_or(format!("no {name} in /proc/{pid}/status"))
+    };
+    Ok((field("VmRSS:")?, field("VmSize:")?, field("Threads:")?))
+}
+
+/// The machine's `KernelStack` (kB) from `/proc/meminfo`.
+fn kernel_stack_kib() -> Result<u64, String> {
+    let meminfo =
+        std::fs::read_to_string("/proc/meminfo").map_err(|e| format!("/proc/meminfo: {e}"))?;
+    meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("KernelStack:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or("no KernelStack in /proc/meminfo".to_string())
+}
+
 /// Starts strace on the server and returns once it says it has attached
 /// (its `Process PID attached` line on stderr); its stderr is drained after.
 fn attach(argv: &[String]) -> Result<Child, String> {
@@ -365,24 +468,23 @@ fn thread_switches(pid: u32) -> Result<(u64, u64), String> {
 }
 
 /// One `ss -tnH` sample of the connection to `port`, with the server's
-/// VmRSS; kept when both ends are there (the last such sample wins).
-fn sample_queues(run: &mut Run, port: u16, server: &ServerProcess) {
-    let Ok(out) = Command::new("ss").arg("-tnH").output() else {
-        return;
-    };
+/// VmRSS; `None` unless both ends are there.
+fn sample_queues(port: u16, server: &ServerProcess) -> Option<Vec<(String, u64)>> {
+    let out = Command::new("ss").arg("-tnH").output().ok()?;
     let (Some(s), Some(c)) = parse_ss(&String::from_utf8_lossy(&out.stdout), port) else {
-        return;
+        return None;
     };
-    let Ok(rss) = server.rss_kib() else {
-        return;
-    };
-    for (name, value) in [
-        ("ss.server_recv_q", s.recv_q),
-        ("ss.server_send_q", s.send_q),
-        ("ss.client_recv_q", c.recv_q),
-        ("ss.client_send_q", c.send_q),
-        ("rss_stalled_kib", rss),
-    ] {
-        run.counts.insert(name.to_string(), value);
-    }
+    let rss = server.rss_kib().ok()?;
+    Some(
+        [
+            ("ss.server_recv_q", s.recv_q),
+            ("ss.server_send_q", s.send_q),
+            ("ss.client_recv_q", c.recv_q),
+            ("ss.client_send_q", c.send_q),
+            ("rss_stalled_kib", rss),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_string(), value))
+        .collect(),
+    )
 }

@@ -6,6 +6,7 @@
 //! - [`grader`]: the checks behind `echo-check`;
 //! - [`loadgen`]: the load generator behind `echo-bench`;
 //! - [`ladder`]: the runner behind `echo-ladder`;
+//! - [`chapter_data`]: the chapter experiments behind `chapter-data`;
 //! - [`exercises`]: the exercise registry behind `echo-check --exercise`;
 //! - `peer` (Linux): the one-line error the io_uring peers print when
 //!   their runtime cannot start;
@@ -14,6 +15,7 @@
 //! - [`client`], [`pattern`], [`process`]: test clients, the byte pattern
 //!   they send and check, and starting a server as a child process.
 
+pub mod chapter_data;
 pub mod client;
 pub mod exercises;
 pub mod grader;

@@ -1,0 +1,782 @@
+//! The data of `chapter-data` (the chapter experiments of lessons 02, 03
+//! and 04, made with the repository's own load generator) and the Markdown
+//! tables the chapters include.
+//!
+//! Each experiment is a list of cases: one lesson binary, started on a free
+//! port, and one `echo-bench` command, the one the chapter prints. Each
+//! round runs every case once, in order, so the servers alternate. A run
+//! records its exact commands and a map of counts: the server's context
+//! switches, the counters of its `stats:` line at exit, the system calls
+//! `strace -c` counted while it was attached, and for `--no-read` the
+//! queues `ss` showed. The tables under `tables/` are a function of
+//! `chapters.json`: `--redraw` writes them again, and `tests/chapter_data.rs`
+//! checks that the committed ones are what the data renders.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ladder::Machine;
+
+pub const SCHEMA: &str = "chapter-data";
+pub const SCHEMA_VERSION: u32 = 1;
+/// The data file under the output folder.
+pub const FILE: &str = "chapters.json";
+/// The folder under the output folder that holds the tables.
+pub const DIR: &str = "tables";
+/// Where the command writes by default, from the repository's root.
+pub const DEFAULT_OUT: &str = "chapters/data/chapters";
+
+/// One server and one client command: a row of an experiment's table.
+#[derive(Debug, Clone, Copy)]
+pub struct Case {
+    /// The row's label in the data and the table.
+    pub label: &'static str,
+    /// The lesson binary.
+    pub server: &'static str,
+    /// The lesson's options (besides `--addr 127.0.0.1:0`).
+    pub server_args: &'static [&'static str],
+    /// `echo-bench`'s options, as the chapter prints them (besides `-a`
+    /// and `--pin`).
+    pub client: &'static [&'static str],
+    /// Whether `strace -c -f -p PID` is attached for the client's run.
+    pub strace: bool,
+}
+
+/// One experiment: its name (the table's file name), the chapter that
+/// quotes it, and its cases.
+#[derive(Debug, Clone, Copy)]
+pub struct Experiment {
+    pub name: &'static str,
+    pub chapter: &'static str,
+    pub cases: &'static [Case],
+}
+
+const fn case(
+    label: &'static str,
+    server: &'static str,
+    server_args: &'static [&'static str],
+    client: &'static [&'static str],
+    strace: bool,
+) -> Case {
+    Case {
+        label,
+        server,
+        server_args,
+        client,
+        strace,
+    }
+}
+
+const ONE: &[&str] = &["-c", "1", "-l", "64", "--echoes", "10000"];
+const HUNDRED: &[&str] = &["-c", "100", "-l", "64", "--echoes", "100"];
+const FIFTY: &[&str] = &["-c", "50", "-l", "64", "--echoes", "200"];
+const EDGE: &[&str] = &["--trigger", "edge"];
+const NO_READ: &[&str] = &["-c", "1", "-d", "5", "--no-read"];
+const HOLD_1000: &[&str] = &["-c", "1000", "-l", "1", "--hold"];
+
+/// Every experiment, in the order a full run makes them: those that keep
+/// lesson 02's hundreds of threads busy last, since runnable threads raise
+/// the load average each record reads before its first run (idle ones, as
+/// in `hold-memory`, do not).
+pub const EXPERIMENTS: &[Experiment] = &[
+    Experiment {
+        name: "hold-memory",
+        chapter: "03_epoll.md",
+        cases: &[
+            case("02_threads, 1,000", "02_threads", &[], HOLD_1000, false),
+            case("03_epoll, 1,000", "03_epoll", &[], HOLD_1000, false),
+            case(
+                "03_epoll, 10,000",
+                "03_epoll",
+                &[],
+                &["-c", "10000", "-l", "1", "--hold"],
+                false,
+            ),
+        ],
+    },
+    Experiment {
+        name: "epoll-strace",
+        chapter: "03_epoll.md, 04_uring.md",
+        cases: &[case("level", "03_epoll", &[], ONE, true)],
+    },
+    Experiment {
+        name: "epoll-triggers",
+        chapter: "03_epoll.md",
+        cases: &[
+            case("level, under strace", "03_epoll", &[], ONE, true),
+            case("level, no strace", "03_epoll", &[], ONE, false),
+            case("edge, under strace", "03_epoll", EDGE, ONE, true),
+            case("edge, no strace", "03_epoll", EDGE, ONE, false),
+        ],
+    },
+    Experiment {
+        name: "epoll-triggers-100",
+        chapter: "03_epoll.md",
+        cases: &[
+            case("level", "03_epoll", &[], HUNDRED, false),
+            case("edge", "03_epoll", EDGE, HUNDRED, false),
+        ],
+    },
+    Experiment {
+        name: "epoll-no-read",
+        chapter: "03_epoll.md",
+        cases: &[
+            case("262,144 (the default)", "03_epoll", &[], NO_READ, false),
+            case(
+                "67,108,864 (64 MiB)",
+                "03_epoll",
+                &["--max-queued-bytes", "67108864"],
+                NO_READ,
+                false,
+            ),
+        ],
+    },
+    Experiment {
+        name: "uring-syscalls",
+        chapter: "04_uring.md",
+        cases: &[
+            case("1 × 10,000, under strace", "03_epoll", &[], ONE, true),
+            case("1 × 10,000, under strace", "04_uring", &[], ONE, true),
+            case("50 × 200, under strace", "03_epoll", &[], FIFTY, true),
+            case("50 × 200, under strace", "04_uring", &[], FIFTY, true),
+            case("50 × 200, no strace", "03_epoll", &[], FIFTY, false),
+            case("50 × 200, no strace", "04_uring", &[], FIFTY, false),
+        ],
+    },
+    Experiment {
+        name: "epoll-switches",
+        chapter: "03_epoll.md",
+        cases: &[
+            case("02_threads", "02_threads", &[], HUNDRED, false),
+            case("03_epoll", "03_epoll", &[], HUNDRED, false),
+        ],
+    },
+    Experiment {
+        name: "threads-switches",
+        chapter: "02_threads.md",
+        cases: &[
+            case("01, 1 × 10,000", "01_blocking", &[], ONE, false),
+            case("02, 1 × 10,000", "02_threads", &[], ONE, false),
+            case("02, 100 × 100", "02_threads", &[], HUNDRED, false),
+            case(
+                "02, 1,000 × 10",
+                "02_threads",
+                &[],
+                &["-c", "1000", "-l", "64", "--echoes", "10"],
+                false,
+            ),
+            case(
+                "02, 1,000 × 1",
+                "02_threads",
+                &[],
+                &["-c", "1000", "-l", "64", "--echoes", "1"],
+                false,
+            ),
+        ],
+    },
+];
+
+/// The experiment called `name`.
+pub fn experiment(name: &str) -> Option<&'static Experiment> {
+    EXPERIMENTS.iter().find(|e| e.name == name)
+}
+
+/// The echoes a client command makes: `-c` times `--echoes`, or 0 when it
+/// makes no counted echoes (`--no-read`).
+pub fn echoes(client: &[&str]) -> u64 {
+    let value = |flag: &str| {
+        client
+            .windows(2)
+            .find(|w| w[0] == flag)
+            .and_then(|w| w[1].parse::<u64>().ok())
+    };
+    match (value("-c"), value("--echoes")) {
+        (Some(c), Some(n)) => c * n,
+        _ => 0,
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChapterData {
+    pub schema: String,
+    pub schema_version: u32,
+    /// One record per experiment measured, in the order of [`EXPERIMENTS`]
+    /// (`--only` replaces the named ones and keeps the others).
+    pub experiments: Vec<Record>,
+}
+
+/// One experiment's runs, and where and how they were made.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    pub name: String,
+    pub machine: Machine,
+    /// The command line that made these runs.
+    pub command: Vec<String>,
+    pub rounds: u32,
+    /// Whether servers ran on CPU 0 and the client on CPU 1.
+    pub pinned: bool,
+    /// Why strace counts are missing, when they are (no `strace`).
+    pub strace_skipped: Option<String>,
+    pub runs: Vec<Run>,
+}
+
+/// One case, once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Run {
+    pub case: String,
+    pub round: u32,
+    pub server: String,
+    /// The exact commands: the server's, strace's when attached, the client's.
+    pub server_command: Vec<String>,
+    pub strace_command: Option<Vec<String>>,
+    pub client_command: Vec<String>,
+    /// Echoes the client made (clients × `--echoes`), 0 for `--no-read`.
+    pub echoes: u64,
+    /// The counts, by name:
+    /// - `voluntary_ctxt_switches`, `nonvoluntary_ctxt_switches`: the
+    ///   server's, every thread from start to exit (`getrusage` of the
+    ///   reaped child);
+    /// - `run.voluntary_ctxt_switches`, `run.nonvoluntary_ctxt_switches`:
+    ///   the main thread's over the client's run (`/proc/PID/status`
+    ///   before and after);
+    /// - `stats.NAME`: the server's `stats:` line at exit;
+    /// - `strace.NAME`, `strace.total`: `strace -c` while attached;
+    /// - `sent_bytes`: `--no-read`'s `Sent:` line; `rss_before_kib`,
+    ///   `rss_stalled_kib`: the server's VmRSS before the client and at
+    ///   the last `ss` sample; `ss.server_recv_q`, `ss.server_send_q`,
+    ///   `ss.client_recv_q`, `ss.client_send_q`: that sample's queues;
+    /// - for `--hold`: `rss_before_kib`, `vmsize_before_kib`,
+    ///   `threads_before` when the server is listening, `rss_held_kib`,
+    ///   `vmsize_held_kib`, `threads_held` once the client says it holds
+    ///   every connection, and `kernel_stack_growth_kib`, the growth of
+    ///   `KernelStack` in `/proc/meminfo` (system-wide) between the two.
+    pub counts: BTreeMap<String, u64>,
+    /// Why the run has no figures, when it failed.
+    pub error: Option<String>,
+}
+
+impl Run {
+    pub fn count(&self, name: &str) -> Option<u64> {
+        self.counts.get(name).copied()
+    }
+}
+
+/// Parses `strace -c` output: every row's call count by name, and the
+/// total, under the key `total`.
+pub fn parse_strace_counts(text: &str) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for line in text.lines() {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        // % time, seconds, usecs/call, calls, [errors,] syscall.
+        if !(5..=6).contains(&cols.len()) || cols[0].parse::<f64>().is_err() {
+            continue;
+        }
+        if let Ok(calls) = cols[3].parse::<u64>() {
+            counts.insert(cols[cols.len() - 1].to_string(), calls);
+        }
+    }
+    counts
+}
+
+/// Every `NAME VALUE` pair of the `stats:` line in a server's stderr.
+pub fn parse_stats_line(stderr: &str) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    let Some(line) = stderr.lines().find_map(|l| l.strip_prefix("stats:")) else {
+        return counts;
+    };
+    let words: Vec<&str> = line.split_whitespace().collect();
+    for pair in words.chunks(2) {
+        if let [name, value] = pair
+            && let Ok(value) = value.parse()
+        {
+            counts.insert(name.to_string(), value);
+        }
+    }
+    counts
+}
+
+/// The queues of one TCP connection in `ss -tnH` output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Queues {
+    pub recv_q: u64,
+    pub send_q: u64,
+}
+
+/// From `ss -tnH` output, the queues of the server's end (local port
+/// `port`) and of the client's end (peer port `port`).
+pub fn parse_ss(text: &str, port: u16) -> (Option<Queues>, Option<Queues>) {
+    let (mut server, mut client) = (None, None);
+    let ends_with_port =
+        |addr: &str| addr.rsplit_once(':').map(|(_, p)| p) == Some(&*port.to_string());
+    for line in text.lines() {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        // State, Recv-Q, Send-Q, local, peer (with -H, no header).
+        if cols.len() < 5 {
+            continue;
+        }
+        let (Ok(recv_q), Ok(send_q)) = (cols[1].parse(), cols[2].parse()) else {
+            continue;
+        };
+        let queues = Some(Queues { recv_q, send_q });
+        if ends_with_port(cols[3]) {
+            server = queues;
+        } else if ends_with_port(cols[4]) {
+            client = queues;
+        }
+    }
+    (server, client)
+}
+
+/// The `Sent: N bytes` line of `echo-bench --no-read`.
+pub fn parse_sent(stdout: &str) -> Option<u64> {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Sent:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+}
+
+pub fn read(dir: &Path) -> Result<ChapterData, String> {
+    let path = dir.join(FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Writes the data and its tables; returns the files written.
+pub fn write_out(dir: &Path, data: &ChapterData) -> io::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir.join(DIR))?;
+    let path = dir.join(FILE);
+    let json = serde_json::to_string_pretty(data).map_err(io::Error::other)?;
+    std::fs::write(&path, json + "\n")?;
+    let mut written = vec![path];
+    written.extend(write_tables(dir, data)?);
+    Ok(written)
+}
+
+pub fn write_tables(dir: &Path, data: &ChapterData) -> io::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir.join(DIR))?;
+    let mut written = Vec::new();
+    for (name, text) in render(data) {
+        let path = dir.join(DIR).join(name);
+        std::fs::write(&path, text)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// Every table the data holds runs for: (file name, Markdown).
+pub fn render(data: &ChapterData) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for exp in EXPERIMENTS {
+        let Some(record) = data.experiments.iter().find(|r| r.name == exp.name) else {
+            continue;
+        };
+        let body = match exp.name {
+            "threads-switches" | "epoll-switches" => switches(record, exp),
+            "epoll-strace" => strace_table(record, exp),
+            "epoll-triggers" | "epoll-triggers-100" => triggers(record, exp),
+            "epoll-no-read" => no_read(record, exp),
+            "hold-memory" => hold(record, exp),
+            "uring-syscalls" => uring(record, exp),
+            _ => String::new(),
+        };
+        out.push((format!("{}.md", exp.name), body + &footer(record)));
+    }
+    out
+}
+
+fn footer(record: &Record) -> String {
+    let m = &record.machine;
+    let load = m
+        .load_average
+        .map_or("unknown".to_string(), |l| format!("{l:.2}"));
+    let pinned = if record.pinned {
+        "server on CPU 0 (`taskset -c 0`), client on CPU 1 (`--pin 1`)"
+    } else {
+        "not pinned"
+    };
+    let strace = record
+        .strace_skipped
+        .as_ref()
+        .map_or(String::new(), |why| format!(" No strace counts: {why}."));
+    format!(
+        "\n{} round{}, the cases alternating in each; {pinned}. {} CPUs ({}), Linux {}, {}, \
+         load average {load} before the first run.{strace}\n\n\
+         *Generated from `{DEFAULT_OUT}/{FILE}` by `cargo run --release --bin chapter-data -- \
+         --only {}` (`--redraw` to re-render); do not edit by hand.*\n",
+        record.rounds,
+        if record.rounds == 1 { "" } else { "s" },
+        m.cpus,
+        m.model,
+        m.kernel,
+        m.date,
+        record.name
+    )
+}
+
+/// The good runs of one case, in round order.
+fn good<'a>(record: &'a Record, case: &Case) -> Vec<&'a Run> {
+    record
+        .runs
+        .iter()
+        .filter(|r| r.case == case.label && r.server == case.server)
+        .filter(|r| r.error.is_none())
+        .collect()
+}
+
+/// A number with thousands separators.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The smallest and largest of a figure over runs, as `a` or `a–b`;
+/// `—` when no run has it.
+fn range_of(runs: &[&Run], figure: impl Fn(&Run) -> Option<u64>) -> String {
+    let values: Vec<u64> = runs.iter().filter_map(|r| figure(r)).collect();
+    match (values.iter().min(), values.iter().max()) {
+        (Some(lo), Some(hi)) if lo == hi => thousands(*lo),
+        (Some(lo), Some(hi)) => format!("{}–{}", thousands(*lo), thousands(*hi)),
+        _ => "—".to_string(),
+    }
+}
+
+/// The same for a ratio, with `places` decimals.
+fn ratio_range(runs: &[&Run], places: usize, figure: impl Fn(&Run) -> Option<f64>) -> String {
+    let values: Vec<f64> = runs.iter().filter_map(|r| figure(r)).collect();
+    if values.is_empty() {
+        return "—".to_string();
+    }
+    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let (a, b) = (format!("{lo:.places$}"), format!("{hi:.places$}"));
+    if a == b { a } else { format!("{a}–{b}") }
+}
+
+fn per_echo(run: &Run, count: Option<u64>) -> Option<f64> {
+    (run.echoes > 0).then_some(count? as f64 / run.echoes as f64)
+}
+
+fn client_line(case: &Case) -> String {
+    format!("`echo-bench {}`", case.client.join(" "))
+}
+
+fn server_line(case: &Case) -> String {
+    if case.server_args.is_empty() {
+        format!("`{}`", case.server)
+    } else {
+        format!("`{} {}`", case.server, case.server_args.join(" "))
+    }
+}
+
+fn switches(data: &Record, exp: &Experiment) -> String {
+    let mut t = String::from(
+        "| server | client | echoes | voluntary switches | per echo | involuntary switches |\n\
+         |---|---|---:|---:|---:|---:|\n",
+    );
+    for case in exp.cases {
+        let runs = good(data, case);
+        let v = "voluntary_ctxt_switches";
+        let _ = writeln!(
+            t,
+            "| {} | {} | {} | {} | {} | {} |",
+            server_line(case),
+            client_line(case),
+            thousands(echoes(case.client)),
+            range_of(&runs, |r| r.count(v)),
+            ratio_range(&runs, 2, |r| per_echo(r, r.count(v))),
+            range_of(&runs, |r| r.count("nonvoluntary_ctxt_switches")),
+        );
+    }
+    t.push_str(
+        "\nSwitches of every thread of the server from start to exit (`getrusage` of the \
+         reaped server), start-up and shutdown included.\n",
+    );
+    t
+}
+
+fn strace_table(data: &Record, exp: &Experiment) -> String {
+    let case = &exp.cases[0];
+    let runs = good(data, case);
+    let mut names: Vec<(String, u64)> = Vec::new();
+    if let Some(first) = runs.first() {
+        for (key, &calls) in &first.counts {
+            if let Some(name) = key.strip_prefix("strace.")
+                && name != "total"
+            {
+                names.push((name.to_string(), calls));
+            }
+        }
+    }
+    names.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut t = format!(
+        "| system call | calls under `strace -c -f -p PID`: {} with {} |\n|---|---:|\n",
+        server_line(case),
+        client_line(case)
+    );
+    for (name, _) in &names {
+        let key = format!("strace.{name}");
+        let _ = writeln!(t, "| `{name}` | {} |", range_of(&runs, |r| r.count(&key)));
+    }
+    let _ = writeln!(
+        t,
+        "| total | {} |",
+        range_of(&runs, |r| r.count("strace.total"))
+    );
+    let _ = writeln!(
+        t,
+        "\nThe server's own `stats:` line in the same runs: `epoll_waits` {}, `reads` {}, \
+         `writes` {}. strace was attached after the server printed its address and \
+         detached before it was stopped, so start-up and exit are not counted, nor the call the \
+         server was already waiting in when strace attached.",
+        range_of(&runs, |r| r.count("stats.epoll_waits")),
+        range_of(&runs, |r| r.count("stats.reads")),
+        range_of(&runs, |r| r.count("stats.writes")),
+    );
+    t
+}
+
+fn triggers(data: &Record, exp: &Experiment) -> String {
+    let mut t = format!(
+        "| {} | `epoll_wait` | `read` | of which `EAGAIN` | `write` | per echo |\n\
+         |---|---:|---:|---:|---:|---:|\n",
+        exp.cases
+            .first()
+            .map_or(String::new(), |c| format!("{} of 64 B", client_line(c)))
+    );
+    for case in exp.cases {
+        let runs = good(data, case);
+        let sum = |r: &Run| {
+            Some(
+                r.count("stats.epoll_waits")?
+                    + r.count("stats.reads")?
+                    + r.count("stats.writes")?,
+            )
+        };
+        let _ = writeln!(
+            t,
+            "| {} | {} | {} | {} | {} | {} |",
+            case.label,
+            range_of(&runs, |r| r.count("stats.epoll_waits")),
+            range_of(&runs, |r| r.count("stats.reads")),
+            range_of(&runs, |r| r.count("stats.eagain")),
+            range_of(&runs, |r| r.count("stats.writes")),
+            ratio_range(&runs, 2, |r| per_echo(r, sum(r))),
+        );
+    }
+    t.push_str(if exp.cases.iter().any(|c| c.strace) {
+        "\nThe counts are the server's own (`stats:` line at exit), with and without \
+         `strace -c -f -p PID` attached for the client's run.\n"
+    } else {
+        "\nThe counts are the server's own (`stats:` line at exit), no strace attached.\n"
+    });
+    t
+}
+
+fn no_read(data: &Record, exp: &Experiment) -> String {
+    let mut t = String::from(
+        "| `--max-queued-bytes` | round | client sent | server VmRSS before | server VmRSS, \
+         stalled | client `Send-Q` | server `Recv-Q` | server `Send-Q` | client `Recv-Q` | \
+         `short_writes`, `backpressure_pauses` |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+    );
+    // One row per run: the queues of one sample add up only with each other.
+    for case in exp.cases {
+        for run in good(data, case) {
+            let n = |key: &str| run.count(key).map_or("—".to_string(), thousands);
+            let mib = run.count("sent_bytes").map_or("—".to_string(), |b| {
+                format!("{:.1} MiB", b as f64 / 1_048_576.0)
+            });
+            let _ = writeln!(
+                t,
+                "| {} | {} | {mib} | {} kB | {} kB | {} | {} | {} | {} | {}, {} |",
+                case.label,
+                run.round,
+                n("rss_before_kib"),
+                n("rss_stalled_kib"),
+                n("ss.client_send_q"),
+                n("ss.server_recv_q"),
+                n("ss.server_send_q"),
+                n("ss.client_recv_q"),
+                n("stats.short_writes"),
+                n("stats.backpressure_pauses"),
+            );
+        }
+    }
+    let client = exp.cases.first().map_or(String::new(), client_line);
+    let _ = writeln!(
+        t,
+        "\nThe client is {client}. Queues in bytes, from `ss -tnH` sampled every 200 ms while \
+         it ran; each row gives its run's last sample taken while the client was still \
+         running, with the server's VmRSS read at the same moment."
+    );
+    t
+}
+
+fn hold(data: &Record, exp: &Experiment) -> String {
+    let mut t = String::from(
+        "| server | connections held | VmRSS listening | VmRSS holding | growth per connection | \
+         threads holding | VmSize listening | VmSize holding | `KernelStack` growth |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for case in exp.cases {
+        let runs = good(data, case);
+        let held = case
+            .client
+            .windows(2)
+            .find(|w| w[0] == "-c")
+            .and_then(|w| w[1].parse::<u64>().ok())
+            .unwrap_or(1);
+        let kb = |key: &'static str| format!("{} kB", range_of(&runs, |r| r.count(key)));
+        let per = ratio_range(&runs, 3, |r| {
+            let grew = r.count("rss_held_kib")? as f64 - r.count("rss_before_kib")? as f64;
+            Some(grew / held as f64)
+        });
+        let _ = writeln!(
+            t,
+            "| `{}` | {} | {} | {} | **{per} kB** | {} | {} | {} | {} |",
+            case.server,
+            thousands(held),
+            kb("rss_before_kib"),
+            kb("rss_held_kib"),
+            range_of(&runs, |r| r.count("threads_held")),
+            kb("vmsize_before_kib"),
+            kb("vmsize_held_kib"),
+            kb("kernel_stack_growth_kib"),
+        );
+    }
+    let client = exp.cases.first().map_or(String::new(), client_line);
+    let _ = writeln!(
+        t,
+        "\nThe client is {client} (and `-c 10000` for the last row): it connects every \
+         client, echoes one byte on each, says `Holding:` and keeps them open and idle. \
+         `/proc/PID/status` is read when the server is listening, before any connection, \
+         and again once the client holds them all, so the growth includes what the first \
+         connection sets up. `KernelStack` is the machine's, from `/proc/meminfo`: other \
+         processes starting threads meanwhile would show in it."
+    );
+    t
+}
+
+fn uring(data: &Record, exp: &Experiment) -> String {
+    let mut t = String::from(
+        "| 10,000 echoes of 64 B | server | system calls per echo counted | calls | per echo |\n\
+         |---|---|---|---:|---:|\n",
+    );
+    for case in exp.cases {
+        let runs = good(data, case);
+        let traced = case.strace;
+        let (what, sum): (&str, fn(&Run) -> Option<u64>) = match (case.server, traced) {
+            ("04_uring", true) => ("strace: `io_uring_enter`", |r| {
+                r.count("strace.io_uring_enter")
+            }),
+            ("04_uring", false) => ("own count: `enters`", |r| r.count("stats.enters")),
+            (_, true) => ("strace: `epoll_wait` + `recvfrom` + `sendto`", |r| {
+                Some(
+                    r.count("strace.epoll_wait")?
+                        + r.count("strace.recvfrom")?
+                        + r.count("strace.sendto")?,
+                )
+            }),
+            (_, false) => ("own count: `epoll_waits` + `reads` + `writes`", |r| {
+                Some(
+                    r.count("stats.epoll_waits")?
+                        + r.count("stats.reads")?
+                        + r.count("stats.writes")?,
+                )
+            }),
+        };
+        let _ = writeln!(
+            t,
+            "| {} | `{}` | {what} | {} | **{}** |",
+            case.label,
+            case.server,
+            range_of(&runs, sum),
+            ratio_range(&runs, 2, |r| per_echo(r, sum(r))),
+        );
+    }
+    t.push_str(
+        "\n`1 × 10,000` is `echo-bench -c 1 -l 64 --echoes 10000`, `50 × 200` is `echo-bench \
+         -c 50 -l 64 --echoes 200`; strace, when there, is `strace -c -f -p PID`, attached \
+         for the client's run only.\n",
+    );
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strace_rows_and_total_are_read() {
+        let text = "\
+% time     seconds  usecs/call     calls    errors syscall
+------ ----------- ----------- --------- --------- ------------------
+ 41.63    0.172120          17     10000           sendto
+ 30.76    0.127179          12     10003           epoll_wait
+  0.00    0.000000           0         2         1 accept4
+------ ----------- ----------- --------- --------- ------------------
+100.00    0.453421          15     20005         1 total
+";
+        let c = parse_strace_counts(text);
+        assert_eq!(c.get("sendto"), Some(&10000));
+        assert_eq!(c.get("epoll_wait"), Some(&10003));
+        assert_eq!(c.get("accept4"), Some(&2));
+        assert_eq!(c.get("total"), Some(&20005));
+        assert_eq!(c.len(), 4);
+    }
+
+    #[test]
+    fn the_stats_line_is_read_whole() {
+        let stderr = "signal 2 received\nclosed 0 connections\n\
+             stats: accepted 1 closed 1 epoll_waits 10003 reads 10001 eagain 0\n";
+        let c = parse_stats_line(stderr);
+        assert_eq!(c.get("epoll_waits"), Some(&10003));
+        assert_eq!(c.get("eagain"), Some(&0));
+        assert_eq!(c.len(), 5);
+        assert!(parse_stats_line("no counters here").is_empty());
+    }
+
+    #[test]
+    fn ss_lines_are_told_apart_by_port() {
+        let text = "ESTAB 1449136 4115456 127.0.0.1:40000 127.0.0.1:51234\n\
+                    ESTAB 128512 4182561 127.0.0.1:51234 127.0.0.1:40000\n";
+        let (server, client) = parse_ss(text, 40000);
+        assert_eq!(
+            server,
+            Some(Queues {
+                recv_q: 1449136,
+                send_q: 4115456
+            })
+        );
+        assert_eq!(
+            client,
+            Some(Queues {
+                recv_q: 128512,
+                send_q: 4182561
+            })
+        );
+    }
+
+    #[test]
+    fn the_sent_line_and_echo_counts_are_read() {
+        assert_eq!(
+            parse_sent("x\nSent: 1234 bytes, no echo read\n"),
+            Some(1234)
+        );
+        assert_eq!(echoes(&["-c", "50", "-l", "64", "--echoes", "200"]), 10_000);
+        assert_eq!(echoes(NO_READ), 0);
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(thousands(999), "999");
+    }
+}

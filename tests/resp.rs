@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use uring_echo_tools::lessons::runnable_resp;
-use uring_echo_tools::process::{ServerProcess, binary_path, stat};
+use uring_echo_tools::process::{ServerProcess, binary_path, stat, tool_path};
 use uring_echo_tools::resp::{self, CHECKS, RedisServer, redis_tool};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -148,4 +148,39 @@ fn a_full_store_answers_oom() {
         assert_eq!(c.call(&[b"DEL", b"a"]).unwrap(), resp::Value::Integer(1));
         assert_eq!(c.call(&[b"SET", b"b", &big]).unwrap(), resp::Value::ok());
     }
+}
+
+/// The grader grades a RESP server with `--protocol resp`: every RESP check
+/// passes against the lesson, and the same command fails (exit 1) against
+/// an echo server, which answers a RESP request with the request itself.
+#[test]
+fn the_grader_grades_a_resp_server_with_protocol_resp() {
+    let Some(lesson) = runnable_resp().into_iter().next() else {
+        println!("skipped: no RESP lesson can run here");
+        return;
+    };
+    let server = start(lesson.name, &[]);
+    let out = Command::new(tool_path("echo-check"))
+        .args(["--protocol", "resp", "--json", &server.addr().to_string()])
+        .output()
+        .expect("echo-check runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    for check in CHECKS {
+        assert!(text.contains(&format!("\"{}\"", check.name)), "{text}");
+    }
+    assert!(!text.contains("\"fail\""), "{text}");
+
+    let echo = start("03_epoll", &[]);
+    let out = Command::new(tool_path("echo-check"))
+        .args(["--protocol", "resp", "--only", "resp_commands"])
+        .arg(echo.addr().to_string())
+        .output()
+        .expect("echo-check runs");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

@@ -11,7 +11,9 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use crate::grader::{CheckResult, ServerReport, Verdict};
 
 /// Generous, as the grader's limits are.
 pub const LIMIT: Duration = Duration::from_secs(30);
@@ -195,6 +197,51 @@ pub const CHECKS: &[Check] = &[
         run: crate::resp_checks::stalled_many,
     },
 ];
+
+/// Grades the RESP server at `addr` with `checks`, the way the echo grader
+/// grades an echo server (`echo-check --protocol resp`): one report, the
+/// same table and JSON. RESP checks have no expected failures.
+pub fn grade(addr: SocketAddr, label: &str, checks: &[&'static Check]) -> ServerReport {
+    let mut report = ServerReport {
+        addr: label.to_string(),
+        reachable: true,
+        expect: None,
+        ok: true,
+        checks: Vec::new(),
+    };
+    if let Err(why) = crate::grader::reachable(addr) {
+        report.reachable = false;
+        report.ok = false;
+        report.checks.push(CheckResult {
+            name: "connect",
+            result: Verdict::Fail,
+            seconds: 0.0,
+            detail: why,
+            hint: Some("is the server running, and listening on this address?".into()),
+        });
+        return report;
+    }
+    for check in checks {
+        let started = Instant::now();
+        let (result, detail, hint) = match (check.run)(addr) {
+            Ok(()) => (Verdict::Pass, check.what.to_string(), None),
+            Err(why) => (
+                Verdict::Fail,
+                why,
+                Some(format!("what the check does: {}", check.what)),
+            ),
+        };
+        report.ok &= !result.is_failure();
+        report.checks.push(CheckResult {
+            name: check.name,
+            result,
+            seconds: started.elapsed().as_secs_f64(),
+            detail,
+            hint,
+        });
+    }
+    report
+}
 
 /// Runs every check against `addr`; the failures, each with its name.
 pub fn run_all(addr: SocketAddr) -> Vec<String> {

@@ -16,12 +16,13 @@ use std::io::{self, IsTerminal};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, FromArgMatches, Parser};
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 use uring_echo_book::cli::parse_addr;
 use uring_echo_book::limits::raise_open_file_limit_or_warn;
 use uring_echo_tools::exercises;
 use uring_echo_tools::grader::{self, CHECKS, Check, EXERCISE_CHECKS, report};
 use uring_echo_tools::lessons::{Expectations, LESSONS, NOT_ECHO, PEERS, Protocol, lesson, peer};
+use uring_echo_tools::resp;
 
 /// Grades TCP echo servers: every reply is checked byte for byte.
 #[derive(Parser)]
@@ -75,6 +76,18 @@ struct Args {
     /// List the exercises, their kind and their checks, then exit.
     #[arg(long)]
     exercises: bool,
+
+    /// What the servers speak: `echo`, or `resp` for a Redis-protocol
+    /// server such as lesson 07, graded by the RESP checks instead.
+    #[arg(long, value_enum, default_value = "echo", conflicts_with = "exercise")]
+    protocol: Speaks,
+}
+
+/// `--protocol`: which check set grades the servers.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Speaks {
+    Echo,
+    Resp,
 }
 
 fn checks_help() -> String {
@@ -86,6 +99,10 @@ fn checks_help() -> String {
     text.push_str("\nChecks that exercises add, run only when named (--only or --exercise):\n");
     for c in EXERCISE_CHECKS {
         text.push_str(&line(c));
+    }
+    text.push_str("\nWith --protocol resp, the RESP checks instead (a Redis-protocol server):\n");
+    for c in resp::CHECKS {
+        text.push_str(&format!("  {:<20} {}\n", c.name, c.what));
     }
     text.push_str(&format!(
         "\nA check also fails when one reply takes longer than {} s.\n\
@@ -123,6 +140,9 @@ fn main() -> ExitCode {
         return run_exercises(name, &args);
     }
 
+    if args.protocol == Speaks::Resp {
+        return grade_resp(&args);
+    }
     for name in args.only.iter().chain(&args.skip) {
         if grader::check(name).is_none() {
             let names: Vec<_> = CHECKS
@@ -140,7 +160,7 @@ fn main() -> ExitCode {
         None => None,
         Some(name) => match (lesson(name), peer(name)) {
             (Some(lesson), _) if lesson.protocol != Protocol::Echo => {
-                return usage_error(format!("{name} {NOT_ECHO}"));
+                return usage_error(format!("{name} {NOT_ECHO}; grade it with --protocol resp"));
             }
             (Some(lesson), _) => Some(lesson),
             (None, Some(peer)) => Some(peer),
@@ -191,6 +211,57 @@ fn main() -> ExitCode {
         println!("{}", report::json(&reports));
     }
 
+    if reports.iter().any(|r| !r.reachable) {
+        ExitCode::from(2)
+    } else if reports.iter().all(|r| r.ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// `--protocol resp`: the RESP checks (`--only`/`--skip` take their
+/// names), one report per address, printed like the echo grader's.
+fn grade_resp(args: &Args) -> ExitCode {
+    if let Some(name) = &args.expect {
+        match lesson(name) {
+            Some(l) if l.protocol == Protocol::Resp => {}
+            _ => {
+                return usage_error(format!(
+                    "--expect with --protocol resp takes a lesson that speaks RESP; \
+                     `{name}` is not one (RESP checks have no expected failures)"
+                ));
+            }
+        }
+    }
+    for name in args.only.iter().chain(&args.skip) {
+        if !resp::CHECKS.iter().any(|c| c.name == name) {
+            let names: Vec<_> = resp::CHECKS.iter().map(|c| c.name).collect();
+            return usage_error(format!(
+                "no RESP check is called `{name}`; the RESP checks are {}",
+                names.join(", ")
+            ));
+        }
+    }
+    let selected: Vec<&'static resp::Check> = resp::CHECKS
+        .iter()
+        .filter(|c| args.only.is_empty() || args.only.iter().any(|n| n == c.name))
+        .filter(|c| !args.skip.iter().any(|n| n == c.name))
+        .collect();
+    let reports: Vec<_> = args
+        .addrs
+        .iter()
+        .map(|addr| {
+            let report = resp::grade(*addr, &addr.to_string(), &selected);
+            if !args.json {
+                println!("{}", report::table(&report));
+            }
+            report
+        })
+        .collect();
+    if args.json {
+        println!("{}", report::json(&reports));
+    }
     if reports.iter().any(|r| !r.reachable) {
         ExitCode::from(2)
     } else if reports.iter().all(|r| r.ok) {

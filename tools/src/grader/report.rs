@@ -97,9 +97,17 @@ pub fn table(report: &ServerReport) -> String {
         );
         return out;
     }
+    // The name column fits the longest name (the RESP checks' are long).
+    let width = report
+        .checks
+        .iter()
+        .map(|c| c.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(14);
     let _ = writeln!(
         out,
-        "  {:<14} {:<9} {:>7}  DETAIL",
+        "  {:<width$} {:<9} {:>7}  DETAIL",
         "CHECK", "RESULT", "TIME"
     );
     for c in &report.checks {
@@ -109,7 +117,7 @@ pub fn table(report: &ServerReport) -> String {
         };
         let _ = writeln!(
             out,
-            "  {:<14} {:<9} {:>6.1}s  {}",
+            "  {:<width$} {:<9} {:>6.1}s  {}",
             c.name,
             verdict_word(c.result),
             c.seconds,

@@ -14,7 +14,10 @@
 //! - `syscalls.svg`: system calls per echo counted untraced, and a last
 //!   panel with the strace run's count;
 //! - `memory.svg`: memory per idle connection, the server's (VmRSS) and the
-//!   kernel's (slab).
+//!   kernel's (slab);
+//! - `cost-LESSON.svg`, one per lesson measured: a small chart for that
+//!   lesson's "What it costs", the CPU per echo of every server in ping-pong
+//!   with 50 clients (or the first shape run), the lesson's bar in orange.
 
 use std::path::{Path, PathBuf};
 
@@ -39,6 +42,18 @@ struct Panel {
     /// Stacked: the series sit on top of each other, and `totals` holds the
     /// spread of their sum, for the whisker.
     stacked: Option<Vec<Option<Spread>>>,
+    /// The server whose bars are drawn in orange, if any.
+    highlight: Option<usize>,
+}
+
+/// The colour of a highlighted bar: orange, dark for the first series of a
+/// stack and light for the second, as the blues are.
+fn highlighted(k: usize) -> RGBColor {
+    if k == 0 {
+        RGBColor(196, 92, 18)
+    } else {
+        RGBColor(242, 176, 112)
+    }
 }
 
 const PANEL_HEIGHT: u32 = 270;
@@ -73,6 +88,39 @@ pub fn draw_charts(dir: &Path, data: &LadderData) -> Result<Vec<PathBuf>, String
         draw_file(&path, &names, &panels).map_err(|e| format!("cannot draw {file}: {e}"))?;
         written.push(path);
     }
+    written.extend(draw_lesson_charts(dir, data, &names)?);
+    Ok(written)
+}
+
+/// `cost-LESSON.svg` for every lesson measured: one panel, CPU per echo in
+/// the chapters' usual shape, the lesson's bar picked out.
+fn draw_lesson_charts(
+    dir: &Path,
+    data: &LadderData,
+    names: &[String],
+) -> Result<Vec<PathBuf>, String> {
+    let shapes = &data.settings.shapes;
+    let Some(shape) = shapes
+        .iter()
+        .find(|s| s.name == "pingpong-50")
+        .or(shapes.first())
+    else {
+        return Ok(Vec::new());
+    };
+    let cells = summary::cells(data, shape);
+    let mut written = Vec::new();
+    for (i, server) in summary::measured(data).iter().enumerate() {
+        if server.kind != "lesson" {
+            continue;
+        }
+        let mut panel = cpu_panel(&shape.title(), &cells);
+        panel.caption = format!("server CPU per echo, µs: {}", shape.title());
+        panel.highlight = Some(i);
+        let file = format!("cost-{}.svg", server.name);
+        let path = dir.join(&file);
+        draw_file(&path, names, &[panel]).map_err(|e| format!("cannot draw {file}: {e}"))?;
+        written.push(path);
+    }
     Ok(written)
 }
 
@@ -87,7 +135,11 @@ fn per_shape(data: &LadderData, panel: impl Fn(&str, &[summary::Cell]) -> Panel)
 }
 
 fn cpu_panels(data: &LadderData) -> Vec<Panel> {
-    per_shape(data, |title, cells| Panel {
+    per_shape(data, cpu_panel)
+}
+
+fn cpu_panel(title: &str, cells: &[summary::Cell]) -> Panel {
+    Panel {
         caption: format!("server CPU per echo, µs: {title}"),
         y_desc: "µs per echo",
         series: vec![
@@ -103,7 +155,8 @@ fn cpu_panels(data: &LadderData) -> Vec<Panel> {
             },
         ],
         stacked: Some(cells.iter().map(|c| c.of(summary::cpu_us)).collect()),
-    })
+        highlight: None,
+    }
 }
 
 fn request_panels(data: &LadderData) -> Vec<Panel> {
@@ -116,6 +169,7 @@ fn request_panels(data: &LadderData) -> Vec<Panel> {
             values: cells.iter().map(|c| c.of(summary::rate)).collect(),
         }],
         stacked: None,
+        highlight: None,
     })
 }
 
@@ -142,6 +196,7 @@ fn latency_panels(data: &LadderData) -> Vec<Panel> {
             },
         ],
         stacked: None,
+        highlight: None,
     })
 }
 
@@ -155,6 +210,7 @@ fn syscall_panels(data: &LadderData) -> Vec<Panel> {
             values: cells.iter().map(|c| c.of(summary::syscalls)).collect(),
         }],
         stacked: None,
+        highlight: None,
     });
     let traced = summary::measured(data)
         .iter()
@@ -175,6 +231,7 @@ fn syscall_panels(data: &LadderData) -> Vec<Panel> {
             values: traced,
         }],
         stacked: None,
+        highlight: None,
     });
     panels
 }
@@ -205,6 +262,7 @@ fn memory_panels(data: &LadderData) -> Vec<Panel> {
                 values: per(false),
             }],
             stacked: None,
+            highlight: None,
         },
         Panel {
             caption: "kernel memory per idle connection, KiB (slab growth, both ends of \
@@ -217,6 +275,7 @@ fn memory_panels(data: &LadderData) -> Vec<Panel> {
                 values: per(true),
             }],
             stacked: None,
+            highlight: None,
         },
     ]
 }
@@ -321,11 +380,15 @@ fn draw_panel<DB: DrawingBackend>(
                 Some((i as f64 + offset, from, from + v.median))
             })
             .collect();
+        let highlight = panel.highlight;
         chart
             .draw_series(bars.iter().map(|&(x, from, to)| {
+                // The bar's server: its slot, without the series' offset.
+                let mine = highlight == Some((x - offset).round() as usize);
+                let fill = if mine { highlighted(k) } else { color };
                 Rectangle::new(
                     [(x - width * 0.45, from), (x + width * 0.45, to)],
-                    color.filled(),
+                    fill.filled(),
                 )
             }))
             .map_err(|e| err(&e))?

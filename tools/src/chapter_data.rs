@@ -255,7 +255,7 @@ pub const EXPERIMENTS: &[Experiment] = &[
             // Eight hold every slot for two seconds; eight more connect
             // meanwhile and wait in the listen queue.
             case(
-                "--max-conns 8",
+                "a cap of 8 connections",
                 MULTISHOT,
                 &["--max-conns", "8"],
                 &["-c", "8", "-l", "64", "--echoes", "100"],
@@ -1046,6 +1046,14 @@ fn hardening_figures(data: &ChapterData) -> Option<String> {
     let mut measured = Vec::new();
     if let (Some(exp), Some(rec)) = (experiment("multishot-burst"), record("multishot-burst")) {
         measured.push(rec);
+        // The largest overshoot of any case: what `BURST` in lesson 05's
+        // `choose_recv` must cover.
+        let all: Vec<&Run> = exp.cases.iter().flat_map(|c| good(rec, c)).collect();
+        let high = all.iter().filter_map(|r| overshoot(r)).max();
+        anchors.push((
+            "burst-overshoot-high-all".into(),
+            high.map_or("—".into(), thousands),
+        ));
         for case in exp.cases {
             let runs = good(rec, case);
             let name = |what: &str| format!("burst-{}-{what}", slug(case.label));

@@ -645,12 +645,17 @@ fn client_line(case: &Case) -> String {
     format!("`echo-bench {}`", case.client.join(" "))
 }
 
+/// The server's command as a table shows it: the prefix, if any, the
+/// lesson and its options.
 fn server_line(case: &Case) -> String {
-    if case.server_args.is_empty() {
-        format!("`{}`", case.server)
-    } else {
-        format!("`{} {}`", case.server, case.server_args.join(" "))
-    }
+    let words: Vec<&str> = case
+        .prefix
+        .iter()
+        .chain(std::iter::once(&case.server))
+        .chain(case.server_args)
+        .copied()
+        .collect();
+    format!("`{}`", words.join(" "))
 }
 
 fn switches(data: &Record, exp: &Experiment) -> String {
@@ -1003,20 +1008,11 @@ fn accept(data: &Record, exp: &Experiment) -> String {
     for case in exp.cases {
         let runs = good(data, case);
         let n = |key: &'static str| range_of(&runs, |r| r.count(key));
-        let server = if case.prefix.is_empty() {
-            server_line(case)
-        } else {
-            format!("`{} {}`", case.prefix.join(" "), case.server)
-        };
-        let server = if case.prefix.is_empty() || case.server_args.is_empty() {
-            server
-        } else {
-            format!("{} `{}`", server, case.server_args.join(" "))
-        };
         let _ = writeln!(
             t,
-            "| {} | {server} | `echo-bench {}` | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | `echo-bench {}` | {} | {} | {} | {} | {} | {} | {} | {} |",
             case.label,
+            server_line(case),
             case.holder.join(" "),
             client_line(case),
             thousands(echoes(case.client)),
@@ -1031,7 +1027,8 @@ fn accept(data: &Record, exp: &Experiment) -> String {
     t.push_str(
         "\nThe first client connects every one of its clients, has each echoed once, and \
          holds them all, idle, for its `-d` seconds; the measured client starts once it holds \
-         them, and its clients wait until the first ones hang up. The measured client fails \
+         them, and those of its clients that find no room wait until the first ones hang up. \
+         The measured client fails \
          the run if any echo is wrong or takes more than 10 s. The counts are the server's \
          own (`stats:` line at exit), over both clients.\n",
     );

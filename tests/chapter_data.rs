@@ -1,14 +1,15 @@
-//! The chapter experiments of lessons 02, 03 and 04,
+//! The chapter experiments of lessons 02 to 05,
 //! `chapters/data/chapters/chapters.json` (made by `chapter-data`), and the
 //! tables made from it: the data must parse with the tool's own types, hold
 //! every experiment with a good run of every case and every count its
-//! table shows; and the Markdown tables under `chapters/data/chapters/tables/`
-//! must be exactly what the data renders (a table edited by hand, or a
-//! renderer changed without `chapter-data --redraw`, fails here).
+//! table shows; and the Markdown files under `chapters/data/chapters/tables/`
+//! (a table per experiment, and lesson 05's single figures) must be exactly
+//! what the data renders (a table edited by hand, or a renderer changed
+//! without `chapter-data --redraw`, fails here).
 
 use std::path::Path;
 
-use uring_echo_tools::chapter_data::{self, DIR, EXPERIMENTS, SCHEMA, SCHEMA_VERSION};
+use uring_echo_tools::chapter_data::{self, DIR, EXPERIMENTS, FIGURES, SCHEMA, SCHEMA_VERSION};
 
 fn folder() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(chapter_data::DEFAULT_OUT)
@@ -52,6 +53,15 @@ fn the_committed_chapter_data_is_whole() {
                 if case.server != "01_blocking" && case.server != "02_threads" {
                     assert!(run.counts.keys().any(|k| k.starts_with("stats.")));
                 }
+                if !case.holder.is_empty() {
+                    assert!(run.holder_command.is_some(), "{}: no holder", case.label);
+                }
+                if case.server == "05_uring_multishot" {
+                    // The burst table subtracts the share the server
+                    // announced; without it there is no overshoot.
+                    assert!(run.count("startup.share").is_some(), "{}", case.label);
+                    assert!(run.count("stats.max_held").is_some(), "{}", case.label);
+                }
             }
         }
     }
@@ -61,7 +71,9 @@ fn the_committed_chapter_data_is_whole() {
 fn the_committed_chapter_tables_are_what_the_data_renders() {
     let data = chapter_data::read(&folder()).unwrap();
     let tables = chapter_data::render(&data);
-    assert_eq!(tables.len(), EXPERIMENTS.len());
+    // A table per experiment, and the hardening page's figures.
+    assert_eq!(tables.len(), EXPERIMENTS.len() + 1);
+    assert!(tables.iter().any(|(name, _)| name == FIGURES));
     for (name, text) in tables {
         let path = folder().join(DIR).join(&name);
         let committed =

@@ -1,6 +1,6 @@
-//! The data of `chapter-data` (the chapter experiments of lessons 02, 03
-//! and 04, made with the repository's own load generator) and the Markdown
-//! tables the chapters include.
+//! The data of `chapter-data` (the chapter experiments of lessons 02 to 05,
+//! made with the repository's own load generator) and the Markdown tables
+//! the chapters include.
 //!
 //! Each experiment is a list of cases: one lesson binary, started on a free
 //! port, and one `echo-bench` command, the one the chapter prints. Each
@@ -39,21 +39,38 @@ pub struct Case {
     pub server: &'static str,
     /// The lesson's options (besides `--addr 127.0.0.1:0`).
     pub server_args: &'static [&'static str],
+    /// A command the server runs under, put between `taskset` and the
+    /// lesson: `prlimit --nofile=32:32` gives it few descriptors. It must
+    /// `exec` the lesson, so that the process we signal and measure is the
+    /// lesson itself.
+    pub prefix: &'static [&'static str],
     /// `echo-bench`'s options, as the chapter prints them (besides `-a`
     /// and `--pin`).
     pub client: &'static [&'static str],
     /// Whether `strace -c -f -p PID` is attached for the client's run.
     pub strace: bool,
+    /// `echo-bench --hold` options for a first client that takes its
+    /// connections before the measured client starts, and keeps them for
+    /// its `-d` seconds while that one runs; empty for none. It is how a
+    /// case fills the server's table or its descriptors, so that the
+    /// measured client has to wait for them to free up.
+    pub holder: &'static [&'static str],
 }
 
 /// One experiment: its name (the table's file name), the chapter that
-/// quotes it, and its cases.
+/// quotes it, its cases, and how many rounds a run makes unless `--rounds`
+/// says otherwise.
 #[derive(Debug, Clone, Copy)]
 pub struct Experiment {
     pub name: &'static str,
     pub chapter: &'static str,
     pub cases: &'static [Case],
+    pub rounds: u32,
 }
+
+/// The rounds of most experiments: their figures vary little from run to
+/// run, and three show how much.
+pub const ROUNDS: u32 = 3;
 
 const fn case(
     label: &'static str,
@@ -66,8 +83,23 @@ const fn case(
         label,
         server,
         server_args,
+        prefix: &[],
         client,
         strace,
+        holder: &[],
+    }
+}
+
+impl Case {
+    /// The same case, with the server started under `prefix`.
+    const fn under(self, prefix: &'static [&'static str]) -> Case {
+        Case { prefix, ..self }
+    }
+
+    /// The same case, with a first client, `echo-bench` with `holder`, that
+    /// holds its connections while the measured one runs.
+    const fn after(self, holder: &'static [&'static str]) -> Case {
+        Case { holder, ..self }
     }
 }
 
@@ -78,6 +110,16 @@ const EDGE: &[&str] = &["--trigger", "edge"];
 const NO_READ: &[&str] = &["-c", "1", "-d", "5", "--no-read"];
 const HOLD_1000: &[&str] = &["-c", "1000", "-l", "1", "--hold"];
 
+/// Lesson 05, the server of the hardening page.
+const MULTISHOT: &str = "05_uring_multishot";
+/// One peer that sends 64 KiB writes for a second and never reads an echo,
+/// as the grader's `stalled` check does: the burst that a multishot
+/// receive takes before the server sees any of it.
+const NEVER_READS: &[&str] = &["-c", "1", "-d", "1", "-l", "65536", "--no-read"];
+/// The clients that wait: 20 connect while the server is full, send, and
+/// must be served once the holder hangs up.
+const LATECOMERS_20: &[&str] = &["-c", "20", "-l", "64", "--echoes", "100"];
+
 /// Every experiment, in the order a full run makes them: those that keep
 /// lesson 02's hundreds of threads busy last, since runnable threads raise
 /// the load average each record reads before its first run (idle ones, as
@@ -86,6 +128,7 @@ pub const EXPERIMENTS: &[Experiment] = &[
     Experiment {
         name: "hold-memory",
         chapter: "03_epoll.md",
+        rounds: ROUNDS,
         cases: &[
             case("02_threads, 1,000", "02_threads", &[], HOLD_1000, false),
             case("03_epoll, 1,000", "03_epoll", &[], HOLD_1000, false),
@@ -101,11 +144,13 @@ pub const EXPERIMENTS: &[Experiment] = &[
     Experiment {
         name: "epoll-strace",
         chapter: "03_epoll.md, 04_uring.md",
+        rounds: ROUNDS,
         cases: &[case("level", "03_epoll", &[], ONE, true)],
     },
     Experiment {
         name: "epoll-triggers",
         chapter: "03_epoll.md",
+        rounds: ROUNDS,
         cases: &[
             case("level, under strace", "03_epoll", &[], ONE, true),
             case("level, no strace", "03_epoll", &[], ONE, false),
@@ -116,6 +161,7 @@ pub const EXPERIMENTS: &[Experiment] = &[
     Experiment {
         name: "epoll-triggers-100",
         chapter: "03_epoll.md",
+        rounds: ROUNDS,
         cases: &[
             case("level", "03_epoll", &[], HUNDRED, false),
             case("edge", "03_epoll", EDGE, HUNDRED, false),
@@ -124,6 +170,7 @@ pub const EXPERIMENTS: &[Experiment] = &[
     Experiment {
         name: "epoll-no-read",
         chapter: "03_epoll.md",
+        rounds: ROUNDS,
         cases: &[
             case("262,144 (the default)", "03_epoll", &[], NO_READ, false),
             case(
@@ -138,6 +185,7 @@ pub const EXPERIMENTS: &[Experiment] = &[
     Experiment {
         name: "uring-syscalls",
         chapter: "04_uring.md",
+        rounds: ROUNDS,
         cases: &[
             case("1 × 10,000, under strace", "03_epoll", &[], ONE, true),
             case("1 × 10,000, under strace", "04_uring", &[], ONE, true),
@@ -150,14 +198,82 @@ pub const EXPERIMENTS: &[Experiment] = &[
     Experiment {
         name: "epoll-switches",
         chapter: "03_epoll.md",
+        rounds: ROUNDS,
         cases: &[
             case("02_threads", "02_threads", &[], HUNDRED, false),
             case("03_epoll", "03_epoll", &[], HUNDRED, false),
         ],
     },
     Experiment {
+        name: "multishot-burst",
+        chapter: "05_uring_multishot_hardening.md",
+        // The overshoot varies from run to run, and the page speaks of
+        // most runs and the largest: ten show both.
+        rounds: 10,
+        cases: &[
+            case("defaults", MULTISHOT, &[], NEVER_READS, false),
+            case(
+                "one buffer per connection",
+                MULTISHOT,
+                &["--max-buffers-per-conn", "1"],
+                NEVER_READS,
+                false,
+            ),
+            case(
+                "256-byte buffers",
+                MULTISHOT,
+                &["--buffer-size", "256"],
+                NEVER_READS,
+                false,
+            ),
+            case(
+                "1,024-byte buffers",
+                MULTISHOT,
+                &["--buffer-size", "1024"],
+                NEVER_READS,
+                false,
+            ),
+        ],
+    },
+    Experiment {
+        name: "multishot-dry",
+        chapter: "05_uring_multishot_hardening.md",
+        rounds: ROUNDS,
+        cases: &[case(
+            "4 buffers of 64 bytes",
+            MULTISHOT,
+            &["--buffers", "4", "--buffer-size", "64"],
+            &["-c", "50", "-l", "64", "--echoes", "2000"],
+            false,
+        )],
+    },
+    Experiment {
+        name: "multishot-accept",
+        chapter: "05_uring_multishot_hardening.md",
+        rounds: ROUNDS,
+        cases: &[
+            // Eight hold every slot for two seconds; eight more connect
+            // meanwhile and wait in the listen queue.
+            case(
+                "a cap of 8 connections",
+                MULTISHOT,
+                &["--max-conns", "8"],
+                &["-c", "8", "-l", "64", "--echoes", "100"],
+                false,
+            )
+            .after(&["-c", "8", "-l", "64", "--hold", "-d", "2"]),
+            // 32 descriptors: stdin, stdout, stderr, the ring, the listener
+            // and the signalfd leave 26 for clients. Twenty hold theirs for
+            // two seconds, so 6 of the 20 latecomers fit and 14 find none.
+            case("32 descriptors", MULTISHOT, &[], LATECOMERS_20, false)
+                .under(&["prlimit", "--nofile=32:32"])
+                .after(&["-c", "20", "-l", "64", "--hold", "-d", "2"]),
+        ],
+    },
+    Experiment {
         name: "threads-switches",
         chapter: "02_threads.md",
+        rounds: ROUNDS,
         cases: &[
             case("01, 1 × 10,000", "01_blocking", &[], ONE, false),
             case("02, 1 × 10,000", "02_threads", &[], ONE, false),
@@ -233,6 +349,9 @@ pub struct Run {
     /// The exact commands: the server's, strace's when attached, the client's.
     pub server_command: Vec<String>,
     pub strace_command: Option<Vec<String>>,
+    /// The first client's, when the case has one that holds connections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder_command: Option<Vec<String>>,
     pub client_command: Vec<String>,
     /// Echoes the client made (clients × `--echoes`), 0 for `--no-read`.
     pub echoes: u64,
@@ -244,6 +363,7 @@ pub struct Run {
     ///   the main thread's over the client's run (`/proc/PID/status`
     ///   before and after);
     /// - `stats.NAME`: the server's `stats:` line at exit;
+    /// - `startup.NAME`: lesson 05's start-up line (see [`parse_startup`]);
     /// - `strace.NAME`, `strace.total`: `strace -c` while attached;
     /// - `sent_bytes`: `--no-read`'s `Sent:` line; `rss_before_kib`,
     ///   `rss_stalled_kib`: the server's VmRSS before the client and at
@@ -295,6 +415,50 @@ pub fn parse_stats_line(stderr: &str) -> BTreeMap<String, u64> {
         {
             counts.insert(name.to_string(), value);
         }
+    }
+    counts
+}
+
+/// Lesson 05's `io_uring:` start-up line, which says how the pool was set
+/// up after the server applied its own limits: `startup.open_buffers`,
+/// `startup.buffer_size`, `startup.reserve_buffers`, `startup.share` (the
+/// "at most N per connection", which may be less than the option asked
+/// for) and `startup.multishot_recv`, 1 for multishot receives and 0 for
+/// one-buffer ones. Empty when there is no such line.
+pub fn parse_startup(stderr: &str) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    let Some(line) = stderr.lines().find_map(|l| l.strip_prefix("io_uring:")) else {
+        return counts;
+    };
+    let words: Vec<&str> = line
+        .split_whitespace()
+        .map(|w| w.trim_end_matches(','))
+        .collect();
+    let mut put = |name: &str, word: Option<&&str>| {
+        // The first mention is the figure; the reason in parentheses that
+        // follows may have numbers of its own.
+        if let Some(value) = word.and_then(|w| w.parse::<u64>().ok()) {
+            counts.entry(format!("startup.{name}")).or_insert(value);
+        }
+    };
+    for (i, pair) in words.windows(2).enumerate() {
+        match pair {
+            ["buffers", "of"] => put("open_buffers", i.checked_sub(1).and_then(|j| words.get(j))),
+            [_, "bytes"] => put("buffer_size", words.get(i)),
+            ["reserve", "of"] => put("reserve_buffers", words.get(i + 2)),
+            ["at", "most"] => put("share", words.get(i + 2)),
+            _ => {}
+        }
+    }
+    if let Some(mode) = words
+        .windows(2)
+        .find(|pair| pair[1] == "receives")
+        .map(|pair| pair[0])
+    {
+        counts.insert(
+            "startup.multishot_recv".into(),
+            u64::from(mode == "multishot"),
+        );
     }
     counts
 }
@@ -381,12 +545,22 @@ pub fn render(data: &ChapterData) -> Vec<(String, String)> {
             "epoll-no-read" => no_read(record, exp),
             "hold-memory" => hold(record, exp),
             "uring-syscalls" => uring(record, exp),
+            "multishot-burst" => burst(record, exp),
+            "multishot-dry" => dry(record, exp),
+            "multishot-accept" => accept(record, exp),
             _ => String::new(),
         };
         out.push((format!("{}.md", exp.name), body + &footer(record)));
     }
+    if let Some(figures) = hardening_figures(data) {
+        out.push((FIGURES.to_string(), figures));
+    }
     out
 }
+
+/// The file of single figures that the hardening page's prose includes,
+/// one mdBook anchor each, from lesson 05's experiments.
+pub const FIGURES: &str = "hardening-figures.md";
 
 fn footer(record: &Record) -> String {
     let m = &record.machine;
@@ -471,12 +645,17 @@ fn client_line(case: &Case) -> String {
     format!("`echo-bench {}`", case.client.join(" "))
 }
 
+/// The server's command as a table shows it: the prefix, if any, the
+/// lesson and its options.
 fn server_line(case: &Case) -> String {
-    if case.server_args.is_empty() {
-        format!("`{}`", case.server)
-    } else {
-        format!("`{} {}`", case.server, case.server_args.join(" "))
-    }
+    let words: Vec<&str> = case
+        .prefix
+        .iter()
+        .chain(std::iter::once(&case.server))
+        .chain(case.server_args)
+        .copied()
+        .collect();
+    format!("`{}`", words.join(" "))
 }
 
 fn switches(data: &Record, exp: &Experiment) -> String {
@@ -713,6 +892,259 @@ fn uring(data: &Record, exp: &Experiment) -> String {
     t
 }
 
+/// A case's name in an anchor: lower case, words joined by `-`, no commas
+/// ("1,024-byte buffers" is `1024-byte-buffers`).
+pub fn slug(label: &str) -> String {
+    let mut out = String::new();
+    for c in label.chars().filter(|c| *c != ',') {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.is_empty() && !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_end_matches('-').to_string()
+}
+
+/// How far past its share one connection got: `max_held` minus the share
+/// the server announced.
+fn overshoot(run: &Run) -> Option<u64> {
+    Some(
+        run.count("stats.max_held")?
+            .saturating_sub(run.count("startup.share")?),
+    )
+}
+
+/// The value most runs had, and in how many runs; the larger value on a tie.
+fn most_common(runs: &[&Run], figure: impl Fn(&Run) -> Option<u64>) -> Option<(u64, usize)> {
+    let mut seen: BTreeMap<u64, usize> = BTreeMap::new();
+    for value in runs.iter().filter_map(|r| figure(r)) {
+        *seen.entry(value).or_default() += 1;
+    }
+    seen.into_iter()
+        .max_by_key(|&(value, times)| (times, value))
+}
+
+fn burst(data: &Record, exp: &Experiment) -> String {
+    let mut t = String::from(
+        "| case | server | receives | share | `max_held`, run by run | `max_held` | \
+         overshoot past the share |\n\
+         |---|---|---|---:|---|---:|---:|\n",
+    );
+    for case in exp.cases {
+        let runs = good(data, case);
+        let each: Vec<String> = runs
+            .iter()
+            .map(|r| r.count("stats.max_held").map_or("—".to_string(), thousands))
+            .collect();
+        let mode = match runs
+            .iter()
+            .filter_map(|r| r.count("startup.multishot_recv"))
+            .max()
+        {
+            Some(1) => "multishot",
+            Some(_) => "one-buffer",
+            None => "—",
+        };
+        let _ = writeln!(
+            t,
+            "| {} | {} | {mode} | {} | {} | {} | **{}** |",
+            case.label,
+            server_line(case),
+            range_of(&runs, |r| r.count("startup.share")),
+            each.join(", "),
+            range_of(&runs, |r| r.count("stats.max_held")),
+            range_of(&runs, overshoot),
+        );
+    }
+    let client = exp.cases.first().map_or(String::new(), client_line);
+    let _ = writeln!(
+        t,
+        "\nThe client is {client}: one peer that sends 64 KiB writes for a second and never \
+         reads an echo. The share and the kind of receive are what the server's start-up \
+         line said; `max_held` is the most buffers one connection held at once (its \
+         `stats:` line at exit), and the overshoot is `max_held` minus the share."
+    );
+    t
+}
+
+fn dry(data: &Record, exp: &Experiment) -> String {
+    let mut t = String::from(
+        "| server | client | echoes | `enobufs` | per echo | `waits` | `reserve_recvs` | \
+         `backpressure_pauses` | `max_held` | `allocations_after_startup` |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for case in exp.cases {
+        let runs = good(data, case);
+        let n = |key: &'static str| range_of(&runs, |r| r.count(key));
+        let _ = writeln!(
+            t,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            server_line(case),
+            client_line(case),
+            thousands(echoes(case.client)),
+            n("stats.enobufs"),
+            ratio_range(&runs, 2, |r| per_echo(r, r.count("stats.enobufs"))),
+            n("stats.waits"),
+            n("stats.reserve_recvs"),
+            n("stats.backpressure_pauses"),
+            n("stats.max_held"),
+            n("stats.allocations_after_startup"),
+        );
+    }
+    t.push_str(
+        "\nThe counts are the server's own (`stats:` line at exit). The client checks every \
+         byte of every echo; a run with a wrong or missing byte would have failed.\n",
+    );
+    t
+}
+
+fn accept(data: &Record, exp: &Experiment) -> String {
+    let mut t = String::from(
+        "| case | server | first client, holding | then, measured | echoes, all checked | \
+         `accepted` | `refused` | `closed` | `conn_errors` | `accept_pauses` | `enters` |\n\
+         |---|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for case in exp.cases {
+        let runs = good(data, case);
+        let n = |key: &'static str| range_of(&runs, |r| r.count(key));
+        let _ = writeln!(
+            t,
+            "| {} | {} | `echo-bench {}` | {} | {} | {} | {} | {} | {} | {} | {} |",
+            case.label,
+            server_line(case),
+            case.holder.join(" "),
+            client_line(case),
+            thousands(echoes(case.client)),
+            n("stats.accepted"),
+            n("stats.refused"),
+            n("stats.closed"),
+            n("stats.conn_errors"),
+            n("stats.accept_pauses"),
+            n("stats.enters"),
+        );
+    }
+    t.push_str(
+        "\nThe first client connects every one of its clients, has each echoed once, and \
+         holds them all, idle, for its `-d` seconds; the measured client starts once it holds \
+         them, and those of its clients that find no room wait until the first ones hang up. \
+         The measured client fails \
+         the run if any echo is wrong or takes more than 10 s. The counts are the server's \
+         own (`stats:` line at exit), over both clients.\n",
+    );
+    t
+}
+
+/// Lesson 05's single figures, one anchor each, for the hardening page's
+/// prose; `None` when none of its experiments has been measured.
+fn hardening_figures(data: &ChapterData) -> Option<String> {
+    let record = |name: &str| data.experiments.iter().find(|r| r.name == name);
+    let mut anchors: Vec<(String, String)> = Vec::new();
+    let mut measured = Vec::new();
+    if let (Some(exp), Some(rec)) = (experiment("multishot-burst"), record("multishot-burst")) {
+        measured.push(rec);
+        // The largest overshoot of any case: what `BURST` in lesson 05's
+        // `choose_recv` must cover.
+        let all: Vec<&Run> = exp.cases.iter().flat_map(|c| good(rec, c)).collect();
+        let high = all.iter().filter_map(|r| overshoot(r)).max();
+        anchors.push((
+            "burst-overshoot-high-all".into(),
+            high.map_or("—".into(), thousands),
+        ));
+        for case in exp.cases {
+            let runs = good(rec, case);
+            let name = |what: &str| format!("burst-{}-{what}", slug(case.label));
+            let max_held = |r: &Run| r.count("stats.max_held");
+            anchors.push((name("runs"), runs.len().to_string()));
+            anchors.push((name("share"), range_of(&runs, |r| r.count("startup.share"))));
+            anchors.push((name("max-held"), range_of(&runs, max_held)));
+            anchors.push((name("overshoot"), range_of(&runs, overshoot)));
+            let high = runs.iter().filter_map(|r| max_held(r)).max();
+            anchors.push((name("max-held-high"), high.map_or("—".into(), thousands)));
+            let over_high = runs.iter().filter_map(|r| overshoot(r)).max();
+            anchors.push((
+                name("overshoot-high"),
+                over_high.map_or("—".into(), thousands),
+            ));
+            let common = most_common(&runs, max_held);
+            anchors.push((
+                name("max-held-usual"),
+                common.map_or("—".into(), |(v, _)| thousands(v)),
+            ));
+            anchors.push((
+                name("max-held-usual-runs"),
+                common.map_or("—".into(), |(_, n)| n.to_string()),
+            ));
+        }
+    }
+    if let (Some(exp), Some(rec)) = (experiment("multishot-dry"), record("multishot-dry")) {
+        measured.push(rec);
+        for case in exp.cases {
+            let runs = good(rec, case);
+            anchors.push(("dry-runs".into(), runs.len().to_string()));
+            anchors.push(("dry-echoes".into(), thousands(echoes(case.client))));
+            for key in [
+                "enobufs",
+                "waits",
+                "reserve_recvs",
+                "backpressure_pauses",
+                "max_held",
+                "recv_completions",
+                "allocations_after_startup",
+            ] {
+                let stat = format!("stats.{key}");
+                anchors.push((
+                    format!("dry-{}", key.replace('_', "-")),
+                    range_of(&runs, |r| r.count(&stat)),
+                ));
+            }
+            anchors.push((
+                "dry-enobufs-per-echo".into(),
+                ratio_range(&runs, 2, |r| per_echo(r, r.count("stats.enobufs"))),
+            ));
+        }
+    }
+    if let (Some(exp), Some(rec)) = (experiment("multishot-accept"), record("multishot-accept")) {
+        measured.push(rec);
+        for case in exp.cases {
+            let runs = good(rec, case);
+            let prefix = if case.prefix.is_empty() { "cap" } else { "fds" };
+            anchors.push((format!("{prefix}-runs"), runs.len().to_string()));
+            anchors.push((format!("{prefix}-echoes"), thousands(echoes(case.client))));
+            for key in [
+                "accepted",
+                "refused",
+                "closed",
+                "conn_errors",
+                "accept_pauses",
+            ] {
+                let stat = format!("stats.{key}");
+                anchors.push((
+                    format!("{prefix}-{}", key.replace('_', "-")),
+                    range_of(&runs, |r| r.count(&stat)),
+                ));
+            }
+        }
+    }
+    let first = measured.first()?;
+    let mut t = String::from(
+        "Lesson 05's figures from `multishot-burst`, `multishot-dry` and `multishot-accept`, \
+         one per anchor, for the hardening page's prose to include inline.\n\n",
+    );
+    for (name, value) in anchors {
+        let _ = writeln!(t, "ANCHOR: {name}\n{value}\nANCHOR_END: {name}");
+    }
+    let m = &first.machine;
+    let _ = writeln!(
+        t,
+        "\n{} CPUs ({}), Linux {}, {}.\n\n\
+         *Generated from `{DEFAULT_OUT}/{FILE}` by `cargo run --release --bin chapter-data` \
+         (`--redraw` to re-render); do not edit by hand.*",
+        m.cpus, m.model, m.kernel, m.date
+    );
+    Some(t)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -778,5 +1210,30 @@ mod tests {
         assert_eq!(echoes(NO_READ), 0);
         assert_eq!(thousands(1_234_567), "1,234,567");
         assert_eq!(thousands(999), "999");
+    }
+
+    #[test]
+    fn lesson_05s_start_up_line_is_read() {
+        let stderr = "--max-buffers-per-conn 64 is more than a quarter of the 3 open buffers; \
+             using 1\nio_uring: taskrun defer, 3 buffers of 64 bytes and a reserve of 1, at \
+             most 1 per connection, one-buffer receives (the open pool is too small for \
+             multishot bursts), 65536 completion entries, waits for 1 completion\n";
+        let c = parse_startup(stderr);
+        assert_eq!(c.get("startup.open_buffers"), Some(&3));
+        assert_eq!(c.get("startup.buffer_size"), Some(&64));
+        assert_eq!(c.get("startup.reserve_buffers"), Some(&1));
+        assert_eq!(c.get("startup.share"), Some(&1));
+        assert_eq!(c.get("startup.multishot_recv"), Some(&0));
+        let multishot = "io_uring: taskrun defer, 768 buffers of 4096 bytes and a reserve of \
+             256, at most 64 per connection, multishot receives (Linux 6.8 or newer)\n";
+        let c = parse_startup(multishot);
+        assert_eq!(c.get("startup.share"), Some(&64));
+        assert_eq!(c.get("startup.multishot_recv"), Some(&1));
+        assert!(parse_startup("listening on 127.0.0.1:1").is_empty());
+        assert_eq!(slug("1,024-byte buffers"), "1024-byte-buffers");
+        assert_eq!(
+            slug("one buffer per connection"),
+            "one-buffer-per-connection"
+        );
     }
 }

@@ -1,24 +1,29 @@
-//! chapter-data — the experiments chapters 02, 03 and 04 quote, made with
-//! the repository's own lessons and `echo-bench`; writes `chapters.json`
-//! and one Markdown table per experiment for the chapters to include.
+//! chapter-data — the experiments chapters 02 to 05 quote, made with the
+//! repository's own lessons and `echo-bench`; writes `chapters.json`, one
+//! Markdown table per experiment for the chapters to include, and
+//! `hardening-figures.md`, lesson 05's single figures for its prose.
 //!
 //! ```text
 //! cargo build --release --workspace --bins
-//! cargo run --release --bin chapter-data                  # every experiment, 3 rounds
+//! cargo run --release --bin chapter-data                  # every experiment, 3 rounds (burst: 10)
 //! cargo run --release --bin chapter-data -- --only epoll-triggers --rounds 5
 //! cargo run --release --bin chapter-data -- --redraw      # tables again from the JSON
 //! ```
 //!
 //! Each run: a fresh lesson on a free port (under `taskset -c 0` when there
-//! are two CPUs and `taskset`), then `echo-bench` with the options the
-//! chapter prints (plus `-a ADDR`, and `--pin 1` when pinned). Recorded:
+//! are two CPUs and `taskset`, and under the case's prefix, such as
+//! `prlimit --nofile=32:32`), then `echo-bench` with the options the chapter
+//! prints (plus `-a ADDR`, and `--pin 1` when pinned); for a case with a
+//! holder, a first `echo-bench --hold` that takes its connections before,
+//! and keeps them while, the measured one runs. Recorded:
 //! the server's context switches (every thread, start to exit, from
 //! `getrusage(RUSAGE_CHILDREN)` around reaping it; the main thread's over
 //! the client's run from `/proc/PID/status`), the counters of its `stats:`
 //! line after SIGINT, `strace -c -f -p PID` attached for the client's run
 //! where the chapter quotes strace (skipped, with the reason recorded, when
 //! there is no strace), and for `--no-read` the queues of `ss -tnH` and the
-//! server's VmRSS, sampled every 200 ms while the client runs.
+//! server's VmRSS, sampled every 200 ms while the client runs; for lesson
+//! 05, also its start-up line (its share of the pool, its kind of receive).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,7 +31,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use uring_echo_tools::chapter_data::{self, DEFAULT_OUT};
 
-/// The chapter experiments of lessons 02, 03 and 04.
+/// The chapter experiments of lessons 02 to 05.
 #[derive(Parser)]
 #[command(name = "chapter-data", version)]
 // Off Linux only `--redraw` runs, and the measuring options go unread.
@@ -37,12 +42,14 @@ struct Args {
     out: PathBuf,
     /// Only these experiments (the others already in the data are kept):
     /// hold-memory, threads-switches, epoll-switches, epoll-strace, epoll-triggers,
-    /// epoll-triggers-100, epoll-no-read, uring-syscalls.
+    /// epoll-triggers-100, epoll-no-read, uring-syscalls, multishot-burst,
+    /// multishot-dry, multishot-accept.
     #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
     only: Option<Vec<String>>,
-    /// Rounds; each runs every case of an experiment once, in order.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
-    rounds: u32,
+    /// Rounds; each runs every case of an experiment once, in order. By
+    /// default each experiment's own: 3, and 10 for multishot-burst.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: Option<u32>,
     /// Write the tables again from chapters.json, without measuring.
     #[arg(long)]
     redraw: bool,
@@ -98,7 +105,7 @@ mod linux {
     use nix::unistd::Pid;
     use uring_echo_tools::chapter_data::{
         self, Case, ChapterData, EXPERIMENTS, Experiment, Record, Run, SCHEMA, SCHEMA_VERSION,
-        echoes, parse_sent, parse_ss, parse_stats_line, parse_strace_counts,
+        echoes, parse_sent, parse_ss, parse_startup, parse_stats_line, parse_strace_counts,
     };
     use uring_echo_tools::ladder::servers::launch;
     use uring_echo_tools::ladder::{machine, on_path};
@@ -135,16 +142,17 @@ mod linux {
             data.schema_version = SCHEMA_VERSION;
         }
         for exp in chosen {
+            let rounds = args.rounds.unwrap_or(exp.rounds);
             let mut record = Record {
                 name: exp.name.to_string(),
                 machine: machine(),
                 command: command.clone(),
-                rounds: args.rounds,
+                rounds,
                 pinned: pin,
                 strace_skipped: strace_skipped.clone(),
                 runs: Vec::new(),
             };
-            for round in 1..=args.rounds {
+            for round in 1..=rounds {
                 for case in exp.cases {
                     eprintln!(
                         "{} round {round}: {} with echo-bench {}",
@@ -179,7 +187,7 @@ mod linux {
     /// One run of one case; a failure is recorded in the run, not returned.
     fn measure(case: &Case, round: u32, pin: bool, strace: bool, bench: &std::path::Path) -> Run {
         let server_args: Vec<String> = case.server_args.iter().map(|s| s.to_string()).collect();
-        let command = launch(&binary_path(case.server), &server_args, pin, &[]);
+        let command = launch(&binary_path(case.server), &server_args, pin, case.prefix);
         let server_command: Vec<String> = std::iter::once(command.get_program())
             .chain(command.get_args())
             .map(|s| s.to_string_lossy().into_owned())
@@ -190,6 +198,7 @@ mod linux {
             server: case.server.to_string(),
             server_command,
             strace_command: None,
+            holder_command: None,
             client_command: Vec::new(),
             echoes: echoes(case.client),
             counts: BTreeMap::new(),
@@ -242,6 +251,21 @@ mod linux {
         if case.client.contains(&"--hold") {
             return hold(run, server, bench, argv);
         }
+        let holder = if case.holder.is_empty() {
+            None
+        } else {
+            let mut holder_argv: Vec<String> = case.holder.iter().map(|s| s.to_string()).collect();
+            holder_argv.extend(["-a".to_string(), server.addr().to_string()]);
+            if pin {
+                holder_argv.extend(["--pin".to_string(), "1".to_string()]);
+            }
+            run.holder_command = Some(
+                std::iter::once(bench.to_string_lossy().into_owned())
+                    .chain(holder_argv.iter().cloned())
+                    .collect(),
+            );
+            Some(start_holder(bench, &holder_argv)?)
+        };
         let mut client = Command::new(bench)
             .args(&argv)
             .stdin(Stdio::null())
@@ -285,6 +309,15 @@ mod linux {
         };
         stdout.push_str(&out_reader.join().unwrap_or_default());
         stderr.push_str(&err_reader.join().unwrap_or_default());
+        if let Some(mut holder) = holder {
+            // It hangs up on its own clock (`-d`); reaped here, before the
+            // server's usage is read, so that it is not counted as the
+            // server's.
+            let held = holder.wait().map_err(|e| e.to_string())?;
+            if !held.success() {
+                return Err(format!("the holding echo-bench failed ({held})"));
+            }
+        }
         let after = thread_switches(pid)?;
         run.counts
             .insert("run.voluntary_ctxt_switches".into(), after.0 - before.0);
@@ -347,10 +380,39 @@ mod linux {
                 kids_before.involuntary_context_switches(),
             ),
         );
-        for (name, value) in parse_stats_line(&server.stderr()) {
+        let stderr = server.stderr();
+        for (name, value) in parse_stats_line(&stderr) {
             run.counts.insert(format!("stats.{name}"), value);
         }
+        run.counts.extend(parse_startup(&stderr));
         Ok(())
+    }
+
+    /// Starts the holding `echo-bench --hold` and returns once it says it
+    /// holds every connection (its `Holding:` line), so that the measured
+    /// client finds the server full. Its stdout is drained after that, so
+    /// that a later line never meets a closed pipe.
+    fn start_holder(bench: &std::path::Path, argv: &[String]) -> Result<Child, String> {
+        let mut child = Command::new(bench)
+            .args(argv)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start the holding echo-bench: {e}"))?;
+        let mut lines = BufReader::new(child.stdout.take().ok_or("no stdout")?).lines();
+        let holding = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|line| line.starts_with("Holding:"));
+        if !holding {
+            let status = child.wait().map_err(|e| e.to_string())?;
+            return Err(format!(
+                "the holding echo-bench ended ({status}) without a `Holding:` line"
+            ));
+        }
+        std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+        Ok(child)
     }
 
     /// A `--hold` run: reads the server's `/proc/PID/status` (and the machine's

@@ -278,6 +278,14 @@ pub const EXPERIMENTS: &[Experiment] = &[
         cases: &[
             case("03_epoll", "03_epoll", &[], HOLD_1000, false),
             case("04_uring", "04_uring", &[], HOLD_1000, false),
+            // A ring sized for 1,000 connections instead of the default.
+            case(
+                "04_uring, --max-conns 1000",
+                "04_uring",
+                &["--max-conns", "1000"],
+                HOLD_1000,
+                false,
+            ),
         ],
     },
     // Lesson 02's memory: one fresh server for each count of idle
@@ -377,7 +385,9 @@ pub struct Run {
     ///   their `_held` twins; the same six again as `rss_closed_kib` ...
     ///   `fds_closed`, read once the client has gone and the server is back
     ///   to its descriptors and threads from before (or after 30 s), with
-    ///   `closed_wait_ms`; and `max_map_count`, `vm.max_map_count`;
+    ///   `closed_wait_ms`; and `max_map_count`, `vm.max_map_count`; with a
+    ///   ring, `ring_maps_before_kib` (and `_held`, `_closed`): the
+    ///   `anon_inode:[io_uring]` mappings of `/proc/PID/maps`;
     /// - for a second client ([`Then`]): `then.exit_code`,
     ///   `then.max_latency_us` (its `max` latency), `then.connected` (from
     ///   its error line, when it gave up connecting), `listen.recv_q_max`
@@ -512,6 +522,21 @@ pub fn parse_syscall(text: &str) -> Option<(u64, u64, u64)> {
         hex(words.get(1)?)?,
         hex(words.get(3)?)?,
     ))
+}
+
+/// The kB of address space that `/proc/PID/maps` shows mapped from an
+/// io_uring instance (`anon_inode:[io_uring]`): the rings the kernel
+/// shares with the process, sized by the ring's entries.
+pub fn ring_mappings_kib(maps: &str) -> u64 {
+    maps.lines()
+        .filter(|l| l.trim_end().ends_with("anon_inode:[io_uring]"))
+        .filter_map(|l| {
+            let (start, end) = l.split_whitespace().next()?.split_once('-')?;
+            let start = u64::from_str_radix(start, 16).ok()?;
+            let end = u64::from_str_radix(end, 16).ok()?;
+            Some((end.saturating_sub(start)) / 1024)
+        })
+        .sum()
 }
 
 /// The responses per second of `echo-bench`'s `Speed:` line.
@@ -1378,19 +1403,26 @@ fn blocking_figures(data: &Record, exp: &Experiment) -> Vec<(String, String)> {
 
 fn uring_memory(data: &Record, exp: &Experiment) -> String {
     let mut t = String::from(
-        "| server | VmRSS at start | with 1,000 idle connections | per connection |\n\
-         |---|---:|---:|---:|\n",
+        "| server | VmRSS at start | with 1,000 idle connections | per connection | \
+         `anon_inode:[io_uring]` mapped |\n\
+         |---|---:|---:|---:|---:|\n",
     );
     for case in exp.cases {
         let runs = good(data, case);
         let n = clients(case.client);
+        let ring = range_of(&runs, |r| r.count("ring_maps_held_kib"));
         let _ = writeln!(
             t,
-            "| `{}` | {} kB | {} kB | **{} kB** |",
-            case.server,
+            "| {} | {} kB | {} kB | **{} kB** | {} |",
+            server_line(case),
             range_of(&runs, |r| r.count("rss_before_kib")),
             range_of(&runs, |r| r.count("rss_held_kib")),
             ratio_range(&runs, 2, |r| growth_per(r, "rss", n)),
+            if ring == "—" {
+                ring
+            } else {
+                format!("{ring} kB")
+            },
         );
     }
     let client = exp.cases.first().map_or(String::new(), client_line);
@@ -1399,7 +1431,8 @@ fn uring_memory(data: &Record, exp: &Experiment) -> String {
         "\nThe client is {client}: it connects 1,000 clients, echoes one byte on each and \
          keeps them open and idle. VmRSS is read from `/proc/PID/status` while the server \
          listens, before any client, and once the client holds them all; per connection is \
-         the growth divided by 1,000."
+         the growth divided by 1,000. The last column adds up the `anon_inode:[io_uring]` \
+         lines of `/proc/PID/maps`: the rings the kernel shares with the server."
     );
     t
 }
@@ -1410,12 +1443,24 @@ fn uring_memory_figures(
     all: &ChapterData,
 ) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for case in exp.cases {
+    for (case, tag) in exp
+        .cases
+        .iter()
+        .zip(["03_epoll", "04_uring", "04_uring-1000"])
+    {
         let runs = good(data, case);
         let n = clients(case.client);
         out.push((
-            format!("per-connection-{}", case.server),
+            format!("per-connection-{tag}"),
             fixed(median_of(&runs, |r| growth_per(r, "rss", n)), 2),
+        ));
+        out.push((
+            format!("ring-maps-{tag}"),
+            range_of(&runs, |r| r.count("ring_maps_held_kib")),
+        ));
+        out.push((
+            format!("start-{tag}"),
+            whole(median_of(&runs, |r| per(r, "rss_before_kib", 1))),
         ));
     }
     // The completions of the 10,000 echoes of `uring-syscalls`' first
@@ -1513,6 +1558,10 @@ mod tests {
             Some((44, 4, 4096))
         );
         assert_eq!(parse_syscall("running\n"), None);
+        let maps = "7f00a000-7f00b000 rw-s 00000000 00:0f 1234  anon_inode:[io_uring]\n\
+                    7f00b000-7f10c000 rw-s 10000000 00:0f 1234  anon_inode:[io_uring]\n\
+                    7f10c000-7f10d000 r--p 00000000 08:01 42  /usr/lib/libc.so.6\n";
+        assert_eq!(ring_mappings_kib(maps), 4 + 1028);
         let speed = "Speed: 160818 request/sec, 160817 response/sec\n";
         assert_eq!(parse_speed(speed), Some(160_817));
     }

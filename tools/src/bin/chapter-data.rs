@@ -105,7 +105,7 @@ mod linux {
     use uring_echo_tools::chapter_data::{
         self, Case, ChapterData, EXPERIMENTS, Experiment, Record, Run, SCHEMA, SCHEMA_VERSION,
         Then, echoes, parse_connected, parse_listen, parse_max_latency_us, parse_sent, parse_speed,
-        parse_ss, parse_stats_line, parse_strace_counts, parse_syscall,
+        parse_ss, parse_stats_line, parse_strace_counts, parse_syscall, ring_mappings_kib,
     };
     use uring_echo_tools::ladder::servers::launch;
     use uring_echo_tools::ladder::{machine, on_path};
@@ -387,7 +387,19 @@ mod linux {
         pin: bool,
     ) -> Result<(), String> {
         let pid = server.pid();
-        let before = snapshot(pid)?;
+        // Just after `listening on`, the server may still be setting up (its
+        // signal helper thread, that thread's allocator arena): read until
+        // two reads 50 ms apart agree, for at most 2 s.
+        let mut before = snapshot(pid)?;
+        for _ in 0..40 {
+            std::thread::sleep(Duration::from_millis(50));
+            let again = snapshot(pid)?;
+            let settled = (again.vmsize, again.maps) == (before.vmsize, before.maps);
+            before = again;
+            if settled {
+                break;
+            }
+        }
         let stack_before = kernel_stack_kib()?;
         let mut client = Command::new(bench)
             .args(&argv)
@@ -556,7 +568,8 @@ mod linux {
 
     /// The memory figures of one moment: VmRSS, VmSize and VmPTE (kB) and
     /// Threads of `/proc/PID/status`, the lines of `/proc/PID/maps` (one per
-    /// mapping) and the entries of `/proc/PID/fd` (open descriptors).
+    /// mapping) and the entries of `/proc/PID/fd` (open descriptors), and
+    /// the size of the io_uring mappings among the maps.
     struct Snapshot {
         rss: u64,
         vmsize: u64,
@@ -564,6 +577,8 @@ mod linux {
         threads: u64,
         maps: u64,
         fds: u64,
+        /// The io_uring rings mapped into the process (0 without a ring).
+        ring_kib: u64,
     }
 
     fn snapshot(pid: u32) -> Result<Snapshot, String> {
@@ -577,9 +592,7 @@ mod linux {
                 .ok_or(format!("no {name} in /proc/{pid}/status"))
         };
         let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
-            .map_err(|e| format!("/proc/{pid}/maps: {e}"))?
-            .lines()
-            .count() as u64;
+            .map_err(|e| format!("/proc/{pid}/maps: {e}"))?;
         let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
             .map_err(|e| format!("/proc/{pid}/fd: {e}"))?
             .count() as u64;
@@ -588,7 +601,8 @@ mod linux {
             vmsize: field("VmSize:")?,
             vmpte: field("VmPTE:")?,
             threads: field("Threads:")?,
-            maps,
+            ring_kib: ring_mappings_kib(&maps),
+            maps: maps.lines().count() as u64,
             fds,
         })
     }
@@ -604,6 +618,10 @@ mod linux {
             (format!("fds_{when}"), s.fds),
         ] {
             run.counts.insert(name, value);
+        }
+        if s.ring_kib > 0 {
+            run.counts
+                .insert(format!("ring_maps_{when}_kib"), s.ring_kib);
         }
     }
 

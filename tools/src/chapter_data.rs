@@ -396,9 +396,15 @@ pub struct Run {
     ///   waited in its accept queue;
     /// - for `--no-read`, also `syscall.nr`, `syscall.fd`, `syscall.count`:
     ///   the system call the server's main thread was in at the last sample
-    ///   (`/proc/PID/syscall`: its number, first and third arguments);
+    ///   (`/proc/PID/syscall`: its number, first and third arguments; its
+    ///   kernel function is in `texts`);
     /// - `client.responses_per_s`: the client's `Speed:` line, when it has one.
     pub counts: BTreeMap<String, u64>,
+    /// What is read as words, not numbers, by name: for `--no-read`,
+    /// `wchan`, the kernel function the server's main thread slept in at
+    /// the last sample (`/proc/PID/wchan`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub texts: BTreeMap<String, String>,
     /// Why the run has no figures, when it failed.
     pub error: Option<String>,
 }
@@ -1276,9 +1282,9 @@ fn blocking_wait(data: &Record, exp: &Experiment) -> String {
 fn blocking_no_read(data: &Record, exp: &Experiment) -> String {
     let mut t = String::from(
         "| round | client sent | server VmRSS before | server VmRSS, stalled | server's system \
-         call | on descriptor | bytes asked | client `Send-Q` | server `Recv-Q` | server \
-         `Send-Q` | client `Recv-Q` |\n\
-         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         call | on descriptor | bytes asked | in kernel function | client `Send-Q` | server \
+         `Recv-Q` | server `Send-Q` | client `Recv-Q` |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|\n",
     );
     for case in exp.cases {
         for run in good(data, case) {
@@ -1288,13 +1294,16 @@ fn blocking_no_read(data: &Record, exp: &Experiment) -> String {
             });
             let _ = writeln!(
                 t,
-                "| {} | {mib} | {} kB | {} kB | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {mib} | {} kB | {} kB | {} | {} | {} | {} | {} | {} | {} | {} |",
                 run.round,
                 n("rss_before_kib"),
                 n("rss_stalled_kib"),
                 n("syscall.nr"),
                 n("syscall.fd"),
                 n("syscall.count"),
+                run.texts
+                    .get("wchan")
+                    .map_or("—".to_string(), |f| format!("`{f}`")),
                 n("ss.client_send_q"),
                 n("ss.server_recv_q"),
                 n("ss.server_send_q"),
@@ -1309,7 +1318,8 @@ fn blocking_no_read(data: &Record, exp: &Experiment) -> String {
          sample (every 200 ms) taken while the client was still running: the queues in bytes \
          from `ss -tnH`, the server's VmRSS, and from `/proc/PID/syscall` the system call its \
          main thread was in (its number; 44 is `sendto` on x86-64), with that call's \
-         descriptor and byte count."
+         descriptor and byte count, and from `/proc/PID/wchan` the kernel function it slept \
+         in."
     );
     t
 }
@@ -1395,6 +1405,19 @@ fn blocking_figures(data: &Record, exp: &Experiment) -> Vec<(String, String)> {
             put(
                 "syscall-count",
                 range_of(&runs, |r| r.count("syscall.count")),
+            );
+            // The kernel function, when every run slept in the same one.
+            let mut functions: Vec<&str> = runs
+                .iter()
+                .filter_map(|r| r.texts.get("wchan").map(String::as_str))
+                .collect();
+            functions.dedup();
+            put(
+                "wchan",
+                match functions[..] {
+                    [one] => format!("`{one}`"),
+                    _ => "—".to_string(),
+                },
             );
         }
     }

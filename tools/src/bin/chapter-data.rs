@@ -201,6 +201,7 @@ mod linux {
             then_command: None,
             echoes: echoes(case.client),
             counts: BTreeMap::new(),
+            texts: BTreeMap::new(),
             error: None,
         };
         if let Err(e) = measure_into(&mut run, command, case, pin, strace, bench) {
@@ -294,6 +295,12 @@ mod linux {
                     run.counts.insert("syscall.nr".into(), nr);
                     run.counts.insert("syscall.fd".into(), fd);
                     run.counts.insert("syscall.count".into(), count);
+                }
+                if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/wchan"))
+                    && !text.trim().is_empty()
+                    && text.trim() != "0"
+                {
+                    run.texts.insert("wchan".into(), text.trim().to_string());
                 }
             }
             // A sampling period while the client runs (it exits on its own

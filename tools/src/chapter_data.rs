@@ -1,6 +1,7 @@
-//! The data of `chapter-data` (the chapter experiments of lessons 02 to 05,
+//! The data of `chapter-data` (the chapter experiments of lessons 01 to 05,
 //! made with the repository's own load generator) and the Markdown tables
-//! the chapters include.
+//! the chapters include, with a figures file beside some of them whose
+//! anchors the chapters' prose includes inline.
 //!
 //! Each experiment is a list of cases: one lesson binary, started on a free
 //! port, and one `echo-bench` command, the one the chapter prints. Each
@@ -8,7 +9,9 @@
 //! records its exact commands and a map of counts: the server's context
 //! switches, the counters of its `stats:` line at exit, the system calls
 //! `strace -c` counted while it was attached, and for `--no-read` the
-//! queues `ss` showed. The tables under `tables/` are a function of
+//! queues `ss` showed; for `--hold`, the server's memory figures while it
+//! listened, while the client held its connections and after it left. The
+//! tables under `tables/` are a function of
 //! `chapters.json`: `--redraw` writes them again, and `tests/chapter_data.rs`
 //! checks that the committed ones are what the data renders.
 
@@ -55,6 +58,22 @@ pub struct Case {
     /// case fills the server's table or its descriptors, so that the
     /// measured client has to wait for them to free up.
     pub holder: &'static [&'static str],
+    /// A second client, for a `--hold` first one: see [`Then`].
+    pub then: Option<Then>,
+}
+
+/// A second `echo-bench`, started as soon as the first one (a `--hold`
+/// client) prints its `Holding:` line, so that its connections arrive while
+/// the first client's are open: lesson 01's client B, which waits behind
+/// client A. While it runs, the listening socket's queue is sampled with
+/// `ss`; when it is done, the first client is stopped.
+#[derive(Debug, Clone, Copy)]
+pub struct Then {
+    /// `echo-bench`'s options (besides `-a` and `--pin`).
+    pub client: &'static [&'static str],
+    /// Whether this client is meant to fail (give up with an error): its
+    /// exit status is then recorded rather than counted as a failed run.
+    pub fails: bool,
 }
 
 /// One experiment: its name (the table's file name), the chapter that
@@ -87,6 +106,24 @@ const fn case(
         client,
         strace,
         holder: &[],
+        then: None,
+    }
+}
+
+/// A case whose `--hold` client is followed by a second client, [`Then`].
+const fn then_case(
+    label: &'static str,
+    server: &'static str,
+    client: &'static [&'static str],
+    then: &'static [&'static str],
+    fails: bool,
+) -> Case {
+    Case {
+        then: Some(Then {
+            client: then,
+            fails,
+        }),
+        ..case(label, server, &[], client, false)
     }
 }
 
@@ -109,6 +146,8 @@ const FIFTY: &[&str] = &["-c", "50", "-l", "64", "--echoes", "200"];
 const EDGE: &[&str] = &["--trigger", "edge"];
 const NO_READ: &[&str] = &["-c", "1", "-d", "5", "--no-read"];
 const HOLD_1000: &[&str] = &["-c", "1000", "-l", "1", "--hold"];
+const HOLD_100: &[&str] = &["-c", "100", "-l", "1", "--hold"];
+const HOLD_10000: &[&str] = &["-c", "10000", "-l", "1", "--hold"];
 
 /// Lesson 05, the server of the hardening page.
 const MULTISHOT: &str = "05_uring_multishot";
@@ -294,6 +333,95 @@ pub const EXPERIMENTS: &[Experiment] = &[
             ),
         ],
     },
+    Experiment {
+        name: "blocking-syscalls",
+        chapter: "01_blocking.md",
+        cases: &[
+            case(
+                "16 B",
+                "01_blocking",
+                &[],
+                &["-c", "1", "-l", "16", "--echoes", "10000"],
+                true,
+            ),
+            case(
+                "10,000 B",
+                "01_blocking",
+                &[],
+                &["-c", "1", "-l", "10000", "--echoes", "1000"],
+                true,
+            ),
+        ],
+        rounds: ROUNDS,
+    },
+    // Client A connects and stays; client B comes while A is served.
+    Experiment {
+        name: "blocking-wait",
+        chapter: "01_blocking.md",
+        cases: &[
+            then_case(
+                "A stays 2 s",
+                "01_blocking",
+                &["-c", "1", "-l", "1", "--hold", "-d", "2"],
+                &["-c", "1", "--echoes", "1"],
+                false,
+            ),
+            then_case(
+                "A stays 5 s",
+                "01_blocking",
+                &["-c", "1", "-l", "1", "--hold", "-d", "5"],
+                &["-c", "1", "--echoes", "1"],
+                false,
+            ),
+            // B is 200 clients that give up after 2 s: enough to fill the
+            // accept queue and find where it ends.
+            then_case(
+                "200 clients behind A",
+                "01_blocking",
+                &["-c", "1", "-l", "1", "--hold"],
+                &["-c", "200", "-l", "1", "--echoes", "1", "--timeout", "2"],
+                true,
+            ),
+        ],
+        rounds: ROUNDS,
+    },
+    Experiment {
+        name: "blocking-no-read",
+        chapter: "01_blocking.md",
+        cases: &[case("01_blocking", "01_blocking", &[], NO_READ, false)],
+        rounds: ROUNDS,
+    },
+    Experiment {
+        name: "uring-memory",
+        chapter: "04_uring.md",
+        cases: &[
+            case("03_epoll", "03_epoll", &[], HOLD_1000, false),
+            case("04_uring", "04_uring", &[], HOLD_1000, false),
+            // A ring sized for 1,000 connections instead of the default.
+            case(
+                "04_uring, --max-conns 1000",
+                "04_uring",
+                &["--max-conns", "1000"],
+                HOLD_1000,
+                false,
+            ),
+        ],
+        rounds: ROUNDS,
+    },
+    // Lesson 02's memory: one fresh server for each count of idle
+    // connections (the table's row of 0 is the servers before any client).
+    // Last: starting and ending 10,000 threads raises the load average
+    // that the next record would read.
+    Experiment {
+        name: "threads-memory",
+        chapter: "02_threads.md",
+        cases: &[
+            case("100", "02_threads", &[], HOLD_100, false),
+            case("1,000", "02_threads", &[], HOLD_1000, false),
+            case("10,000", "02_threads", &[], HOLD_10000, false),
+        ],
+        rounds: ROUNDS,
+    },
 ];
 
 /// The experiment called `name`.
@@ -353,6 +481,9 @@ pub struct Run {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub holder_command: Option<Vec<String>>,
     pub client_command: Vec<String>,
+    /// The second client's command, for a case with one ([`Then`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub then_command: Option<Vec<String>>,
     /// Echoes the client made (clients × `--echoes`), 0 for `--no-read`.
     pub echoes: u64,
     /// The counts, by name:
@@ -373,8 +504,32 @@ pub struct Run {
     ///   `threads_before` when the server is listening, `rss_held_kib`,
     ///   `vmsize_held_kib`, `threads_held` once the client says it holds
     ///   every connection, and `kernel_stack_growth_kib`, the growth of
-    ///   `KernelStack` in `/proc/meminfo` (system-wide) between the two.
+    ///   `KernelStack` in `/proc/meminfo` (system-wide) between the two;
+    ///   with them `vmpte_before_kib`, `maps_before` (lines of
+    ///   `/proc/PID/maps`), `fds_before` (entries of `/proc/PID/fd`) and
+    ///   their `_held` twins; the same six again as `rss_closed_kib` ...
+    ///   `fds_closed`, read once the client has gone and the server is back
+    ///   to its descriptors and threads from before (or after 30 s), with
+    ///   `closed_wait_ms`; and `max_map_count`, `vm.max_map_count`; with a
+    ///   ring, `ring_maps_before_kib` (and `_held`, `_closed`): the
+    ///   `anon_inode:[io_uring]` mappings of `/proc/PID/maps`;
+    /// - for a second client ([`Then`]): `then.exit_code`,
+    ///   `then.max_latency_us` (its `max` latency), `then.connected` (from
+    ///   its error line, when it gave up connecting), `listen.recv_q_max`
+    ///   and `listen.send_q` (the listening socket in `ss -ltnH` while it
+    ///   ran), and `rss_waiting_kib`, the server's VmRSS once a connection
+    ///   waited in its accept queue;
+    /// - for `--no-read`, also `syscall.nr`, `syscall.fd`, `syscall.count`:
+    ///   the system call the server's main thread was in at the last sample
+    ///   (`/proc/PID/syscall`: its number, first and third arguments; its
+    ///   kernel function is in `texts`);
+    /// - `client.responses_per_s`: the client's `Speed:` line, when it has one.
     pub counts: BTreeMap<String, u64>,
+    /// What is read as words, not numbers, by name: for `--no-read`,
+    /// `wchan`, the kernel function the server's main thread slept in at
+    /// the last sample (`/proc/PID/wchan`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub texts: BTreeMap<String, String>,
     /// Why the run has no figures, when it failed.
     pub error: Option<String>,
 }
@@ -495,6 +650,77 @@ pub fn parse_ss(text: &str, port: u16) -> (Option<Queues>, Option<Queues>) {
     (server, client)
 }
 
+/// The queues of the socket listening on `port` in `ss -ltnH` output: for
+/// a listening socket `Recv-Q` is the connections waiting in the accept
+/// queue and `Send-Q` the backlog it was given.
+pub fn parse_listen(text: &str, port: u16) -> Option<Queues> {
+    text.lines().find_map(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if cols.len() < 5 || cols[0] != "LISTEN" {
+            return None;
+        }
+        let local_port = cols[3].rsplit_once(':')?.1;
+        (local_port == port.to_string()).then_some(Queues {
+            recv_q: cols[1].parse().ok()?,
+            send_q: cols[2].parse().ok()?,
+        })
+    })
+}
+
+/// The `max` of `echo-bench`'s `latency (µs)` line, in whole microseconds.
+pub fn parse_max_latency_us(stdout: &str) -> Option<u64> {
+    let line = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("latency"))?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "max")?;
+    let value: f64 = words.get(at + 1)?.parse().ok()?;
+    Some(value.round() as u64)
+}
+
+/// N of the error `connected N of C clients: ...` that `echo-bench` prints
+/// when some clients could not connect.
+pub fn parse_connected(stderr: &str) -> Option<u64> {
+    let rest = stderr.split("connected ").nth(1)?;
+    let (n, rest) = rest.split_once(' ')?;
+    rest.starts_with("of ").then(|| n.parse().ok())?
+}
+
+/// From `/proc/PID/syscall`: the number of the system call the thread is
+/// in, and its first and third arguments (for `sendto`, the descriptor and
+/// the bytes asked for). `None` when it is running, not in a call.
+pub fn parse_syscall(text: &str) -> Option<(u64, u64, u64)> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let hex = |w: &str| u64::from_str_radix(w.strip_prefix("0x")?, 16).ok();
+    Some((
+        words.first()?.parse().ok()?,
+        hex(words.get(1)?)?,
+        hex(words.get(3)?)?,
+    ))
+}
+
+/// The kB of address space that `/proc/PID/maps` shows mapped from an
+/// io_uring instance (`anon_inode:[io_uring]`): the rings the kernel
+/// shares with the process, sized by the ring's entries.
+pub fn ring_mappings_kib(maps: &str) -> u64 {
+    maps.lines()
+        .filter(|l| l.trim_end().ends_with("anon_inode:[io_uring]"))
+        .filter_map(|l| {
+            let (start, end) = l.split_whitespace().next()?.split_once('-')?;
+            let start = u64::from_str_radix(start, 16).ok()?;
+            let end = u64::from_str_radix(end, 16).ok()?;
+            Some((end.saturating_sub(start)) / 1024)
+        })
+        .sum()
+}
+
+/// The responses per second of `echo-bench`'s `Speed:` line.
+pub fn parse_speed(stdout: &str) -> Option<u64> {
+    let line = stdout.lines().find_map(|l| l.strip_prefix("Speed:"))?;
+    let (_, responses) = line.split_once(',')?;
+    responses.split_whitespace().next()?.parse().ok()
+}
+
 /// The `Sent: N bytes` line of `echo-bench --no-read`.
 pub fn parse_sent(stdout: &str) -> Option<u64> {
     stdout
@@ -548,13 +774,54 @@ pub fn render(data: &ChapterData) -> Vec<(String, String)> {
             "multishot-burst" => burst(record, exp),
             "multishot-dry" => dry(record, exp),
             "multishot-accept" => accept(record, exp),
+            "threads-memory" => threads_memory(record, exp),
+            "blocking-syscalls" => blocking_syscalls(record, exp),
+            "blocking-wait" => blocking_wait(record, exp),
+            "blocking-no-read" => blocking_no_read(record, exp),
+            "uring-memory" => uring_memory(record, exp),
             _ => String::new(),
         };
         out.push((format!("{}.md", exp.name), body + &footer(record)));
+        // The figures the chapters quote in their prose, one per anchor.
+        let figures = match exp.name {
+            "threads-memory" => threads_memory_figures(record, exp),
+            "blocking-syscalls" | "blocking-wait" | "blocking-no-read" => {
+                blocking_figures(record, exp)
+            }
+            "uring-memory" => uring_memory_figures(record, exp, data),
+            _ => Vec::new(),
+        };
+        if !figures.is_empty() {
+            out.push((
+                format!("{}-figures.md", exp.name),
+                anchors(record, &figures),
+            ));
+        }
     }
     if let Some(figures) = hardening_figures(data) {
         out.push((FIGURES.to_string(), figures));
     }
+    out
+}
+
+/// A figures file: each figure between `ANCHOR: name` and `ANCHOR_END:
+/// name` lines, so that a chapter includes it inline with
+/// `{{#include file.md:name}}`.
+fn anchors(record: &Record, figures: &[(String, String)]) -> String {
+    let mut out = format!(
+        "Figures of the `{}` experiment, one per anchor, for the chapters' prose to \
+         include inline; a single value is the median over the rounds.\n\n",
+        record.name
+    );
+    for (name, value) in figures {
+        let _ = write!(out, "ANCHOR: {name}\n{value}\nANCHOR_END: {name}\n");
+    }
+    let _ = write!(
+        out,
+        "\n*Generated from `{DEFAULT_OUT}/{FILE}` by `cargo run --release --bin chapter-data -- \
+         --only {}` (`--redraw` to re-render); do not edit by hand.*\n",
+        record.name
+    );
     out
 }
 
@@ -1145,6 +1412,533 @@ fn hardening_figures(data: &ChapterData) -> Option<String> {
     Some(t)
 }
 
+/// The clients of a client command (`-c`, 1 when not given).
+fn clients(client: &[&str]) -> u64 {
+    client
+        .windows(2)
+        .find(|w| w[0] == "-c")
+        .and_then(|w| w[1].parse::<u64>().ok())
+        .unwrap_or(1)
+}
+
+/// The median of a figure over runs; `None` when no run has it.
+fn median_of(runs: &[&Run], figure: impl Fn(&Run) -> Option<f64>) -> Option<f64> {
+    let mut values: Vec<f64> = runs.iter().filter_map(|r| figure(r)).collect();
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
+    }
+}
+
+/// A figure with `places` decimals, or `—`.
+fn fixed(value: Option<f64>, places: usize) -> String {
+    value.map_or("—".to_string(), |v| format!("{v:.places$}"))
+}
+
+/// A whole figure with thousands separators, or `—`.
+fn whole(value: Option<f64>) -> String {
+    value.map_or("—".to_string(), |v| thousands(v.round() as u64))
+}
+
+/// `count(name) / by`, as a float, for one run.
+fn per(run: &Run, name: &str, by: u64) -> Option<f64> {
+    Some(run.count(name)? as f64 / by as f64)
+}
+
+/// Growth of a figure from `NAME_before_kib` to `NAME_held_kib`, per connection.
+fn growth_per(run: &Run, name: &str, by: u64) -> Option<f64> {
+    let grew = run.count(&format!("{name}_held_kib"))? as f64
+        - run.count(&format!("{name}_before_kib"))? as f64;
+    Some(grew / by as f64)
+}
+
+/// One row of the memory figures of `/proc/PID/status` and `/proc/PID/maps`
+/// read at one moment (`when`: `before`, `held` or `closed`).
+fn memory_cells(runs: &[&Run], when: &str) -> String {
+    let kb = |what: &str| {
+        let key = format!("{what}_{when}_kib");
+        format!("{} kB", range_of(runs, |r| r.count(&key)))
+    };
+    let threads = format!("threads_{when}");
+    let maps = format!("maps_{when}");
+    format!(
+        "{} | {} | {} | {} | {}",
+        range_of(runs, |r| r.count(&threads)),
+        kb("vmsize"),
+        kb("rss"),
+        kb("vmpte"),
+        range_of(runs, |r| r.count(&maps)),
+    )
+}
+
+fn threads_memory(data: &Record, exp: &Experiment) -> String {
+    let mut t = String::from(
+        "| idle connections | Threads | VmSize (reserved) | VmRSS (resident) | VmPTE (page \
+         tables) | memory maps | VmRSS per connection | `KernelStack` growth |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let all: Vec<&Run> = exp.cases.iter().flat_map(|c| good(data, c)).collect();
+    let _ = writeln!(t, "| 0 | {} | — | — |", memory_cells(&all, "before"));
+    for case in exp.cases {
+        let runs = good(data, case);
+        let n = clients(case.client);
+        let _ = writeln!(
+            t,
+            "| {} | {} | {} kB | {} kB |",
+            thousands(n),
+            memory_cells(&runs, "held"),
+            ratio_range(&runs, 1, |r| growth_per(r, "rss", n)),
+            range_of(&runs, |r| r.count("kernel_stack_growth_kib")),
+        );
+    }
+    t.push_str(
+        "\nThe same servers once the client had closed every connection, read when the \
+         server was back to the descriptors and threads it had before the client came:\n\n\
+         | connections closed | Threads | VmSize (reserved) | VmRSS (resident) | VmPTE (page \
+         tables) | memory maps |\n\
+         |---:|---:|---:|---:|---:|---:|\n",
+    );
+    for case in exp.cases {
+        let runs = good(data, case);
+        let _ = writeln!(
+            t,
+            "| {} | {} |",
+            thousands(clients(case.client)),
+            memory_cells(&runs, "closed")
+        );
+    }
+    let _ = writeln!(
+        t,
+        "\nA fresh server for each run. The client is `echo-bench -c N -l 1 --hold`: it \
+         connects N clients, echoes one byte on each (so every server thread has started and \
+         run), says `Holding:` and keeps them open and idle. Row 0 is every server before its \
+         client came, while it listened. \"Per connection\" is the growth of VmRSS over the \
+         same server's figure before the client, divided by N. \"Memory maps\" is the number \
+         of lines of `/proc/PID/maps`. `KernelStack` is the machine's, from `/proc/meminfo`, \
+         read before the client and while it held: the kernel stacks of the new threads, and \
+         of any other process's threads started meanwhile."
+    );
+    t
+}
+
+fn threads_memory_figures(data: &Record, exp: &Experiment) -> Vec<(String, String)> {
+    let [hundred, thousand, ten_thousand] = exp.cases else {
+        return Vec::new();
+    };
+    let (r100, r1k, r10k) = (
+        good(data, hundred),
+        good(data, thousand),
+        good(data, ten_thousand),
+    );
+    let n = clients(ten_thousand.client);
+    let all: Vec<&Run> = exp.cases.iter().flat_map(|c| good(data, c)).collect();
+    // Two servers of the same round: the growth from 1,000 to 10,000.
+    let between = |r: &Run, key: &str| {
+        let small = r1k.iter().find(|s| s.round == r.round)?;
+        let grown = r.count(key)? as f64 - small.count(key)? as f64;
+        Some(grown / (n - clients(thousand.client)) as f64)
+    };
+    let maps_per_thread = median_of(&r10k, |r| between(r, "maps_held")).map(f64::round);
+    let maps_other = maps_per_thread.and_then(|each| {
+        median_of(&r10k, |r| {
+            Some(r.count("maps_held")? as f64 - each * n as f64)
+        })
+    });
+    let map_limit = median_of(&all, |r| Some(r.count("max_map_count")? as f64));
+    let thread_limit = match (map_limit, maps_other, maps_per_thread) {
+        (Some(limit), Some(other), Some(each)) if each > 0.0 => {
+            Some(((limit - other) / each).floor())
+        }
+        _ => None,
+    };
+    let rss = |r: &Run| growth_per(r, "rss", n);
+    let pte = |r: &Run| growth_per(r, "vmpte", n);
+    let stack = |r: &Run| per(r, "kernel_stack_growth_kib", n);
+    let mib = 1024.0 * 1024.0;
+    [
+        ("rss-before", range_of(&all, |r| r.count("rss_before_kib"))),
+        (
+            "threads-10000",
+            range_of(&r10k, |r| r.count("threads_held")),
+        ),
+        ("rss-per-connection-10000", fixed(median_of(&r10k, rss), 1)),
+        (
+            "rss-per-connection-1000",
+            fixed(
+                median_of(&r1k, |r| growth_per(r, "rss", clients(thousand.client))),
+                1,
+            ),
+        ),
+        (
+            "vmsize-per-thread",
+            whole(median_of(&r10k, |r| between(r, "vmsize_held_kib"))),
+        ),
+        (
+            "vmsize-10000-gib",
+            fixed(
+                median_of(&r10k, |r| per(r, "vmsize_held_kib", 1)).map(|k| k / mib),
+                1,
+            ),
+        ),
+        (
+            "vmsize-100-gb",
+            fixed(
+                median_of(&r100, |r| per(r, "vmsize_held_kib", 1_000_000)),
+                1,
+            ),
+        ),
+        (
+            "closed-vmsize-10000-gb",
+            fixed(
+                median_of(&r10k, |r| per(r, "vmsize_closed_kib", 1_000_000)),
+                1,
+            ),
+        ),
+        (
+            "vmpte-10000-mb",
+            fixed(median_of(&r10k, |r| per(r, "vmpte_held_kib", 1000)), 0),
+        ),
+        ("vmpte-per-connection", fixed(median_of(&r10k, pte), 1)),
+        (
+            "kernel-stack-10000-mb",
+            fixed(
+                median_of(&r10k, |r| per(r, "kernel_stack_growth_kib", 1000)),
+                0,
+            ),
+        ),
+        (
+            "kernel-stack-per-connection",
+            fixed(median_of(&r10k, stack), 1),
+        ),
+        (
+            "idle-per-connection",
+            fixed(median_of(&r10k, |r| Some(rss(r)? + pte(r)? + stack(r)?)), 0),
+        ),
+        ("maps-per-thread", whole(maps_per_thread)),
+        ("maps-other", whole(maps_other)),
+        ("max-map-count", whole(map_limit)),
+        ("map-count-threads", whole(thread_limit)),
+        (
+            "closed-threads-10000",
+            range_of(&r10k, |r| r.count("threads_closed")),
+        ),
+        (
+            "closed-rss-10000-mb",
+            fixed(median_of(&r10k, |r| per(r, "rss_closed_kib", 1000)), 1),
+        ),
+        (
+            "before-rss-mb",
+            fixed(median_of(&all, |r| per(r, "rss_before_kib", 1000)), 1),
+        ),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_string(), value))
+    .collect()
+}
+
+fn blocking_syscalls(data: &Record, exp: &Experiment) -> String {
+    let mut t = String::from(
+        "| client | echoes | `sendto` | `recvfrom` | both, per echo |\n|---|---:|---:|---:|---:|\n",
+    );
+    for case in exp.cases {
+        let runs = good(data, case);
+        let both = |r: &Run| Some(r.count("strace.sendto")? + r.count("strace.recvfrom")?);
+        let _ = writeln!(
+            t,
+            "| {} | {} | {} | {} | **{}** |",
+            client_line(case),
+            thousands(echoes(case.client)),
+            range_of(&runs, |r| r.count("strace.sendto")),
+            range_of(&runs, |r| r.count("strace.recvfrom")),
+            ratio_range(&runs, 2, |r| per_echo(r, both(r))),
+        );
+    }
+    t.push_str(
+        "\nCounted by `strace -c -f -p PID`, attached to `01_blocking` while it waited in \
+         `accept` and detached once the client was done, so start-up and exit are not \
+         counted.\n",
+    );
+    t
+}
+
+/// Microseconds as seconds, three decimals.
+fn seconds(runs: &[&Run], key: &str) -> String {
+    ratio_range(runs, 3, |r| Some(r.count(key)? as f64 / 1e6))
+}
+
+fn blocking_wait(data: &Record, exp: &Experiment) -> String {
+    let mut t = String::from(
+        "| client A | then client B | B's wait (its `max` latency) | B's clients connected | \
+         accept queue (`Recv-Q`), at most | backlog (`Send-Q`) | VmRSS: listening | with A | \
+         with A and B waiting | Threads |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for case in exp.cases {
+        let runs = good(data, case);
+        let Some(then) = case.then else { continue };
+        let kb = |key: &str| format!("{} kB", range_of(&runs, |r| r.count(key)));
+        let connected = range_of(&runs, |r| {
+            r.count("then.connected").or(r
+                .count("then.exit_code")
+                .filter(|c| *c == 0)
+                .map(|_| clients(then.client)))
+        });
+        let _ = writeln!(
+            t,
+            "| {} | `echo-bench {}` | {} | {connected} | {} | {} | {} | {} | {} | {} |",
+            client_line(case),
+            then.client.join(" "),
+            if then.fails {
+                "gave up".to_string()
+            } else {
+                format!("{} s", seconds(&runs, "then.max_latency_us"))
+            },
+            range_of(&runs, |r| r.count("listen.recv_q_max")),
+            range_of(&runs, |r| r.count("listen.send_q")),
+            kb("rss_before_kib"),
+            kb("rss_held_kib"),
+            kb("rss_waiting_kib"),
+            range_of(&runs, |r| r.count("threads_held")),
+        );
+    }
+    t.push_str(
+        "\nClient B is started as soon as A prints its `Holding:` line, that is once A's \
+         connection is accepted and echoed. B's wait is the `max` of its latency line: its \
+         one echo, from sending to having it back. The listening socket's queues are from \
+         `ss -ltnH`, sampled every 50 ms while B ran; the server's VmRSS \"with A and B \
+         waiting\" was read at the first sample that had a connection in the accept queue. \
+         With `--timeout 2`, B gives up on connecting after 2 s and prints how many of its \
+         clients had connected.\n",
+    );
+    t
+}
+
+fn blocking_no_read(data: &Record, exp: &Experiment) -> String {
+    let mut t = String::from(
+        "| round | client sent | server VmRSS before | server VmRSS, stalled | server's system \
+         call | on descriptor | bytes asked | in kernel function | client `Send-Q` | server \
+         `Recv-Q` | server `Send-Q` | client `Recv-Q` |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|\n",
+    );
+    for case in exp.cases {
+        for run in good(data, case) {
+            let n = |key: &str| run.count(key).map_or("—".to_string(), thousands);
+            let mib = run.count("sent_bytes").map_or("—".to_string(), |b| {
+                format!("{:.1} MiB", b as f64 / 1_048_576.0)
+            });
+            let _ = writeln!(
+                t,
+                "| {} | {mib} | {} kB | {} kB | {} | {} | {} | {} | {} | {} | {} | {} |",
+                run.round,
+                n("rss_before_kib"),
+                n("rss_stalled_kib"),
+                n("syscall.nr"),
+                n("syscall.fd"),
+                n("syscall.count"),
+                run.texts
+                    .get("wchan")
+                    .map_or("—".to_string(), |f| format!("`{f}`")),
+                n("ss.client_send_q"),
+                n("ss.server_recv_q"),
+                n("ss.server_send_q"),
+                n("ss.client_recv_q"),
+            );
+        }
+    }
+    let client = exp.cases.first().map_or(String::new(), client_line);
+    let _ = writeln!(
+        t,
+        "\nThe server is `01_blocking`, the client {client}. Each row is its run's last \
+         sample (every 200 ms) taken while the client was still running: the queues in bytes \
+         from `ss -tnH`, the server's VmRSS, and from `/proc/PID/syscall` the system call its \
+         main thread was in (its number; 44 is `sendto` on x86-64), with that call's \
+         descriptor and byte count, and from `/proc/PID/wchan` the kernel function it slept \
+         in."
+    );
+    t
+}
+
+fn blocking_figures(data: &Record, exp: &Experiment) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut put = |name: &str, value: String| out.push((name.to_string(), value));
+    match exp.name {
+        "blocking-syscalls" => {
+            for (case, tag) in exp.cases.iter().zip(["small", "large"]) {
+                let runs = good(data, case);
+                put(&format!("echoes-{tag}"), thousands(echoes(case.client)));
+                put(
+                    &format!("sendto-{tag}"),
+                    range_of(&runs, |r| r.count("strace.sendto")),
+                );
+                put(
+                    &format!("recvfrom-{tag}"),
+                    range_of(&runs, |r| r.count("strace.recvfrom")),
+                );
+                let both = |r: &Run| Some(r.count("strace.sendto")? + r.count("strace.recvfrom")?);
+                put(
+                    &format!("per-echo-{tag}"),
+                    ratio_range(&runs, 0, |r| per_echo(r, both(r))),
+                );
+            }
+        }
+        "blocking-wait" => {
+            let all: Vec<&Run> = exp.cases.iter().flat_map(|c| good(data, c)).collect();
+            put(
+                "rss-listening",
+                range_of(&all, |r| r.count("rss_before_kib")),
+            );
+            put(
+                "rss-one-client",
+                range_of(&all, |r| r.count("rss_held_kib")),
+            );
+            put(
+                "rss-waiting",
+                range_of(&all, |r| r.count("rss_waiting_kib")),
+            );
+            // What A, then B waiting in the queue, added to each server.
+            let grew =
+                |r: &Run, key: &str| Some(r.count(key)? as f64 - r.count("rss_before_kib")? as f64);
+            put(
+                "rss-growth-one-client",
+                ratio_range(&all, 0, |r| grew(r, "rss_held_kib")),
+            );
+            put(
+                "rss-growth-waiting",
+                ratio_range(&all, 0, |r| grew(r, "rss_waiting_kib")),
+            );
+            put("threads", range_of(&all, |r| r.count("threads_held")));
+            for (case, tag) in exp.cases.iter().zip(["wait-2", "wait-5"]) {
+                put(tag, seconds(&good(data, case), "then.max_latency_us"));
+            }
+            if let Some(case) = exp.cases.get(2) {
+                let runs = good(data, case);
+                put("queue", range_of(&runs, |r| r.count("listen.recv_q_max")));
+                put("backlog", range_of(&runs, |r| r.count("listen.send_q")));
+                put(
+                    "queue-connected",
+                    range_of(&runs, |r| r.count("then.connected")),
+                );
+                put(
+                    "queue-clients",
+                    thousands(case.then.map_or(0, |t| clients(t.client))),
+                );
+            }
+        }
+        _ => {
+            let runs: Vec<&Run> = exp.cases.iter().flat_map(|c| good(data, c)).collect();
+            put(
+                "sent-mib",
+                fixed(median_of(&runs, |r| per(r, "sent_bytes", 1_048_576)), 1),
+            );
+            put(
+                "sent-range-mib",
+                ratio_range(&runs, 1, |r| per(r, "sent_bytes", 1_048_576)),
+            );
+            put("syscall", range_of(&runs, |r| r.count("syscall.nr")));
+            put("syscall-fd", range_of(&runs, |r| r.count("syscall.fd")));
+            put(
+                "syscall-count",
+                range_of(&runs, |r| r.count("syscall.count")),
+            );
+            // The kernel function, when every run slept in the same one.
+            let mut functions: Vec<&str> = runs
+                .iter()
+                .filter_map(|r| r.texts.get("wchan").map(String::as_str))
+                .collect();
+            functions.dedup();
+            put(
+                "wchan",
+                match functions[..] {
+                    [one] => format!("`{one}`"),
+                    _ => "—".to_string(),
+                },
+            );
+        }
+    }
+    out
+}
+
+fn uring_memory(data: &Record, exp: &Experiment) -> String {
+    let mut t = String::from(
+        "| server | VmRSS at start | with 1,000 idle connections | per connection | \
+         `anon_inode:[io_uring]` mapped |\n\
+         |---|---:|---:|---:|---:|\n",
+    );
+    for case in exp.cases {
+        let runs = good(data, case);
+        let n = clients(case.client);
+        let ring = range_of(&runs, |r| r.count("ring_maps_held_kib"));
+        let _ = writeln!(
+            t,
+            "| {} | {} kB | {} kB | **{} kB** | {} |",
+            server_line(case),
+            range_of(&runs, |r| r.count("rss_before_kib")),
+            range_of(&runs, |r| r.count("rss_held_kib")),
+            ratio_range(&runs, 2, |r| growth_per(r, "rss", n)),
+            if ring == "—" {
+                ring
+            } else {
+                format!("{ring} kB")
+            },
+        );
+    }
+    let client = exp.cases.first().map_or(String::new(), client_line);
+    let _ = writeln!(
+        t,
+        "\nThe client is {client}: it connects 1,000 clients, echoes one byte on each and \
+         keeps them open and idle. VmRSS is read from `/proc/PID/status` while the server \
+         listens, before any client, and once the client holds them all; per connection is \
+         the growth divided by 1,000. The last column adds up the `anon_inode:[io_uring]` \
+         lines of `/proc/PID/maps`: the rings the kernel shares with the server."
+    );
+    t
+}
+
+fn uring_memory_figures(
+    data: &Record,
+    exp: &Experiment,
+    all: &ChapterData,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (case, tag) in exp
+        .cases
+        .iter()
+        .zip(["03_epoll", "04_uring", "04_uring-1000"])
+    {
+        let runs = good(data, case);
+        let n = clients(case.client);
+        out.push((
+            format!("per-connection-{tag}"),
+            fixed(median_of(&runs, |r| growth_per(r, "rss", n)), 2),
+        ));
+        out.push((
+            format!("ring-maps-{tag}"),
+            range_of(&runs, |r| r.count("ring_maps_held_kib")),
+        ));
+        out.push((
+            format!("start-{tag}"),
+            whole(median_of(&runs, |r| per(r, "rss_before_kib", 1))),
+        ));
+    }
+    // The completions of the 10,000 echoes of `uring-syscalls`' first
+    // 04_uring row, which chapter 04 quotes under its table.
+    if let (Some(exp), Some(record)) = (
+        experiment("uring-syscalls"),
+        all.experiments.iter().find(|r| r.name == "uring-syscalls"),
+    ) && let Some(case) = exp.cases.iter().find(|c| c.server == "04_uring")
+    {
+        let runs = good(record, case);
+        out.push((
+            "completions-10000".to_string(),
+            range_of(&runs, |r| r.count("stats.completions")),
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1198,6 +1992,38 @@ mod tests {
                 send_q: 4182561
             })
         );
+    }
+
+    #[test]
+    fn the_listening_socket_the_latency_and_the_syscall_are_read() {
+        let ss = "LISTEN 0 4096 127.0.0.1:40001 0.0.0.0:*\n\
+                  LISTEN 129 128 127.0.0.1:40000 0.0.0.0:*\n";
+        assert_eq!(
+            parse_listen(ss, 40000),
+            Some(Queues {
+                recv_q: 129,
+                send_q: 128
+            })
+        );
+        assert_eq!(parse_listen(ss, 40002), None);
+        let table = "  latency (µs)  p50 5.0  p90 5.5  p99 6.7  p99.9 54.8  max 2000912.6\n";
+        assert_eq!(parse_max_latency_us(table), Some(2_000_913));
+        assert_eq!(
+            parse_connected("error: connected 129 of 200 clients: the others did not connect"),
+            Some(129)
+        );
+        assert_eq!(parse_connected("error: timed out"), None);
+        assert_eq!(
+            parse_syscall("44 0x4 0x7ffd1234 0x1000 0x4000 0x0 0x0 0x7ffd 0x7f12\n"),
+            Some((44, 4, 4096))
+        );
+        assert_eq!(parse_syscall("running\n"), None);
+        let maps = "7f00a000-7f00b000 rw-s 00000000 00:0f 1234  anon_inode:[io_uring]\n\
+                    7f00b000-7f10c000 rw-s 10000000 00:0f 1234  anon_inode:[io_uring]\n\
+                    7f10c000-7f10d000 r--p 00000000 08:01 42  /usr/lib/libc.so.6\n";
+        assert_eq!(ring_mappings_kib(maps), 4 + 1028);
+        let speed = "Speed: 160818 request/sec, 160817 response/sec\n";
+        assert_eq!(parse_speed(speed), Some(160_817));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! chapter-data — the experiments chapters 02 to 05 quote, made with the
+//! chapter-data — the experiments chapters 01 to 05 quote, made with the
 //! repository's own lessons and `echo-bench`; writes `chapters.json`, one
 //! Markdown table per experiment for the chapters to include, and
 //! `hardening-figures.md`, lesson 05's single figures for its prose.
@@ -24,6 +24,12 @@
 //! there is no strace), and for `--no-read` the queues of `ss -tnH` and the
 //! server's VmRSS, sampled every 200 ms while the client runs; for lesson
 //! 05, also its start-up line (its share of the pool, its kind of receive).
+//! A `--hold` client is read around instead: the server's
+//! `/proc/PID/status`, maps and descriptors while it listens, once the
+//! client holds its connections, and once they are closed; a case may start
+//! a second client once the first holds (lesson 01's client B behind client
+//! A), and sample the listening socket's accept queue with `ss -ltnH` while
+//! it runs.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,7 +37,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use uring_echo_tools::chapter_data::{self, DEFAULT_OUT};
 
-/// The chapter experiments of lessons 02 to 05.
+/// The chapter experiments of lessons 01 to 05.
 #[derive(Parser)]
 #[command(name = "chapter-data", version)]
 // Off Linux only `--redraw` runs, and the measuring options go unread.
@@ -43,7 +49,8 @@ struct Args {
     /// Only these experiments (the others already in the data are kept):
     /// hold-memory, threads-switches, epoll-switches, epoll-strace, epoll-triggers,
     /// epoll-triggers-100, epoll-no-read, uring-syscalls, multishot-burst,
-    /// multishot-dry, multishot-accept.
+    /// multishot-dry, multishot-accept, threads-memory, blocking-syscalls,
+    /// blocking-wait, blocking-no-read, uring-memory.
     #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
     only: Option<Vec<String>>,
     /// Rounds; each runs every case of an experiment once, in order. By
@@ -105,7 +112,9 @@ mod linux {
     use nix::unistd::Pid;
     use uring_echo_tools::chapter_data::{
         self, Case, ChapterData, EXPERIMENTS, Experiment, Record, Run, SCHEMA, SCHEMA_VERSION,
-        echoes, parse_sent, parse_ss, parse_startup, parse_stats_line, parse_strace_counts,
+        Then, echoes, parse_connected, parse_listen, parse_max_latency_us, parse_sent, parse_speed,
+        parse_ss, parse_startup, parse_stats_line, parse_strace_counts, parse_syscall,
+        ring_mappings_kib,
     };
     use uring_echo_tools::ladder::servers::launch;
     use uring_echo_tools::ladder::{machine, on_path};
@@ -200,8 +209,10 @@ mod linux {
             strace_command: None,
             holder_command: None,
             client_command: Vec::new(),
+            then_command: None,
             echoes: echoes(case.client),
             counts: BTreeMap::new(),
+            texts: BTreeMap::new(),
             error: None,
         };
         if let Err(e) = measure_into(&mut run, command, case, pin, strace, bench) {
@@ -249,7 +260,7 @@ mod linux {
             .chain(argv.iter().cloned())
             .collect();
         if case.client.contains(&"--hold") {
-            return hold(run, server, bench, argv);
+            return hold(run, case, server, bench, argv, pin);
         }
         let holder = if case.holder.is_empty() {
             None
@@ -302,6 +313,21 @@ mod linux {
                 && client.try_wait().map_err(|e| e.to_string())?.is_none()
             {
                 run.counts.extend(sample);
+                // Where the server's main thread is waiting: lesson 01's
+                // is in the `sendto` that the client's full buffers stopped.
+                if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/syscall"))
+                    && let Some((nr, fd, count)) = parse_syscall(&text)
+                {
+                    run.counts.insert("syscall.nr".into(), nr);
+                    run.counts.insert("syscall.fd".into(), fd);
+                    run.counts.insert("syscall.count".into(), count);
+                }
+                if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/wchan"))
+                    && !text.trim().is_empty()
+                    && text.trim() != "0"
+                {
+                    run.texts.insert("wchan".into(), text.trim().to_string());
+                }
             }
             // A sampling period while the client runs (it exits on its own
             // clock), not a wait for an event.
@@ -323,6 +349,9 @@ mod linux {
             .insert("run.voluntary_ctxt_switches".into(), after.0 - before.0);
         run.counts
             .insert("run.nonvoluntary_ctxt_switches".into(), after.1 - before.1);
+        if let Some(rate) = parse_speed(&stdout) {
+            run.counts.insert("client.responses_per_s".into(), rate);
+        }
         if no_read {
             run.counts.insert("rss_before_kib".into(), rss_before);
             if let Some(sent) = parse_sent(&stdout) {
@@ -415,17 +444,33 @@ mod linux {
         Ok(child)
     }
 
-    /// A `--hold` run: reads the server's `/proc/PID/status` (and the machine's
+    /// A `--hold` run: reads the server's memory figures (and the machine's
     /// `KernelStack`) while it listens, starts the client, waits for its
-    /// `Holding:` line, reads them again, then stops the client and the server.
+    /// `Holding:` line, reads them again; runs the case's second client if
+    /// it has one; then stops the client, reads the figures once more when
+    /// the server has let the connections go, and stops the server.
     fn hold(
         run: &mut Run,
+        case: &Case,
         mut server: ServerProcess,
         bench: &std::path::Path,
         argv: Vec<String>,
+        pin: bool,
     ) -> Result<(), String> {
         let pid = server.pid();
-        let before = status_fields(pid)?;
+        // Just after `listening on`, the server may still be setting up (its
+        // signal helper thread, that thread's allocator arena): read until
+        // two reads 50 ms apart agree, for at most 2 s.
+        let mut before = snapshot(pid)?;
+        for _ in 0..40 {
+            std::thread::sleep(Duration::from_millis(50));
+            let again = snapshot(pid)?;
+            let settled = (again.vmsize, again.maps) == (before.vmsize, before.maps);
+            before = again;
+            if settled {
+                break;
+            }
+        }
         let stack_before = kernel_stack_kib()?;
         let mut client = Command::new(bench)
             .args(&argv)
@@ -435,33 +480,40 @@ mod linux {
             .spawn()
             .map_err(|e| format!("cannot start echo-bench: {e}"))?;
         let stdout = client.stdout.take().ok_or("no stdout")?;
-        let holding = BufReader::new(stdout)
-            .lines()
+        let mut lines = BufReader::new(stdout).lines();
+        let holding = lines
+            .by_ref()
             .map_while(Result::ok)
             .any(|line| line.starts_with("Holding:"));
-        let result = if holding {
-            let held = status_fields(pid)?;
+        // The rest of the client's output is not needed, but its pipe must
+        // not fill up and stop it.
+        std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+        let mut result = if holding {
+            let held = snapshot(pid)?;
             let stack_after = kernel_stack_kib()?;
-            for (name, value) in [
-                ("rss_before_kib", before.0),
-                ("vmsize_before_kib", before.1),
-                ("threads_before", before.2),
-                ("rss_held_kib", held.0),
-                ("vmsize_held_kib", held.1),
-                ("threads_held", held.2),
-                (
-                    "kernel_stack_growth_kib",
-                    stack_after.saturating_sub(stack_before),
-                ),
-            ] {
-                run.counts.insert(name.to_string(), value);
+            record(run, "before", &before);
+            record(run, "held", &held);
+            run.counts.insert(
+                "kernel_stack_growth_kib".into(),
+                stack_after.saturating_sub(stack_before),
+            );
+            if let Ok(text) = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+                && let Ok(limit) = text.trim().parse()
+            {
+                run.counts.insert("max_map_count".into(), limit);
             }
             Ok(())
         } else {
             Err("echo-bench ended without a `Holding:` line".to_string())
         };
+        if let (Ok(()), Some(then)) = (&result, case.then) {
+            result = second_client(run, &server, then, bench, pin);
+        }
         let _ = client.kill();
         let _ = client.wait();
+        if result.is_ok() {
+            result = closed(run, pid, &before);
+        }
         let usage = |who| getrusage(who).map_err(|e| e.to_string());
         let kids_before = usage(UsageWho::RUSAGE_CHILDREN)?;
         server.interrupt().map_err(|e| e.to_string())?;
@@ -484,8 +536,123 @@ mod linux {
         result
     }
 
-    /// VmRSS and VmSize (kB) and Threads of `/proc/PID/status`.
-    fn status_fields(pid: u32) -> Result<(u64, u64, u64), String> {
+    /// The second client of a `--hold` case, started while the first holds
+    /// its connections. While it runs, the listening socket's queues are
+    /// sampled, and the server's VmRSS read once a connection waits in the
+    /// accept queue; then its exit status, its `max` latency and, when it
+    /// gave up connecting, how many of its clients had connected.
+    fn second_client(
+        run: &mut Run,
+        server: &ServerProcess,
+        then: Then,
+        bench: &std::path::Path,
+        pin: bool,
+    ) -> Result<(), String> {
+        let mut argv: Vec<String> = then.client.iter().map(|s| s.to_string()).collect();
+        argv.extend(["-a".to_string(), server.addr().to_string()]);
+        if pin {
+            argv.extend(["--pin".to_string(), "1".to_string()]);
+        }
+        let mut child = Command::new(bench)
+            .args(&argv)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start the second echo-bench: {e}"))?;
+        let drain = |pipe: Option<Box<dyn Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                if let Some(mut pipe) = pipe {
+                    let _ = pipe.read_to_string(&mut text);
+                }
+                text
+            })
+        };
+        let out = drain(child.stdout.take().map(|p| Box::new(p) as _));
+        let err = drain(child.stderr.take().map(|p| Box::new(p) as _));
+        let port = server.addr().port();
+        let status = loop {
+            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+                break status;
+            }
+            if let Ok(ss) = Command::new("ss").arg("-ltnH").output()
+                && let Some(queues) = parse_listen(&String::from_utf8_lossy(&ss.stdout), port)
+            {
+                let most = run.counts.entry("listen.recv_q_max".into()).or_insert(0);
+                *most = (*most).max(queues.recv_q);
+                run.counts.insert("listen.send_q".into(), queues.send_q);
+                if queues.recv_q > 0 && !run.counts.contains_key("rss_waiting_kib") {
+                    let rss = server.rss_kib().map_err(|e| e.to_string())?;
+                    run.counts.insert("rss_waiting_kib".into(), rss);
+                }
+            }
+            // A sampling period while the client runs (it ends on its own
+            // clock), not a wait for an event.
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let (stdout, stderr) = (
+            out.join().unwrap_or_default(),
+            err.join().unwrap_or_default(),
+        );
+        run.then_command = Some(
+            std::iter::once(bench.to_string_lossy().into_owned())
+                .chain(argv)
+                .collect(),
+        );
+        let code = status.code().map_or(u64::MAX, |c| c as u64);
+        run.counts.insert("then.exit_code".into(), code);
+        if let Some(max) = parse_max_latency_us(&stdout) {
+            run.counts.insert("then.max_latency_us".into(), max);
+        }
+        if let Some(connected) = parse_connected(&stderr) {
+            run.counts.insert("then.connected".into(), connected);
+        }
+        match (status.success(), then.fails) {
+            (true, false) | (false, true) => Ok(()),
+            (true, true) => Err("the second echo-bench was meant to give up, and did not".into()),
+            (false, false) => Err(format!("the second echo-bench failed ({status}): {stderr}")),
+        }
+    }
+
+    /// Once the client has gone: waits (up to 30 s) until the server is back
+    /// to the descriptors and threads it had before the client came, then
+    /// reads its memory figures again. What it keeps is what it did not
+    /// give back.
+    fn closed(run: &mut Run, pid: u32, before: &Snapshot) -> Result<(), String> {
+        let started = std::time::Instant::now();
+        let mut now = snapshot(pid)?;
+        while (now.fds > before.fds || now.threads > before.threads)
+            && started.elapsed() < Duration::from_secs(30)
+        {
+            // Polling: nothing announces that the last thread has exited.
+            std::thread::sleep(Duration::from_millis(50));
+            now = snapshot(pid)?;
+        }
+        run.counts.insert(
+            "closed_wait_ms".into(),
+            started.elapsed().as_millis() as u64,
+        );
+        record(run, "closed", &now);
+        Ok(())
+    }
+
+    /// The memory figures of one moment: VmRSS, VmSize and VmPTE (kB) and
+    /// Threads of `/proc/PID/status`, the lines of `/proc/PID/maps` (one per
+    /// mapping) and the entries of `/proc/PID/fd` (open descriptors), and
+    /// the size of the io_uring mappings among the maps.
+    struct Snapshot {
+        rss: u64,
+        vmsize: u64,
+        vmpte: u64,
+        threads: u64,
+        maps: u64,
+        fds: u64,
+        /// The io_uring rings mapped into the process (0 without a ring).
+        ring_kib: u64,
+    }
+
+    fn snapshot(pid: u32) -> Result<Snapshot, String> {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
             .map_err(|e| format!("/proc/{pid}/status: {e}"))?;
         let field = |name: &str| {
@@ -495,7 +662,38 @@ mod linux {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
                 .ok_or(format!("no {name} in /proc/{pid}/status"))
         };
-        Ok((field("VmRSS:")?, field("VmSize:")?, field("Threads:")?))
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+            .map_err(|e| format!("/proc/{pid}/maps: {e}"))?;
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map_err(|e| format!("/proc/{pid}/fd: {e}"))?
+            .count() as u64;
+        Ok(Snapshot {
+            rss: field("VmRSS:")?,
+            vmsize: field("VmSize:")?,
+            vmpte: field("VmPTE:")?,
+            threads: field("Threads:")?,
+            ring_kib: ring_mappings_kib(&maps),
+            maps: maps.lines().count() as u64,
+            fds,
+        })
+    }
+
+    /// Records a snapshot under the names `rss_WHEN_kib` ... `fds_WHEN`.
+    fn record(run: &mut Run, when: &str, s: &Snapshot) {
+        for (name, value) in [
+            (format!("rss_{when}_kib"), s.rss),
+            (format!("vmsize_{when}_kib"), s.vmsize),
+            (format!("vmpte_{when}_kib"), s.vmpte),
+            (format!("threads_{when}"), s.threads),
+            (format!("maps_{when}"), s.maps),
+            (format!("fds_{when}"), s.fds),
+        ] {
+            run.counts.insert(name, value);
+        }
+        if s.ring_kib > 0 {
+            run.counts
+                .insert(format!("ring_maps_{when}_kib"), s.ring_kib);
+        }
     }
 
     /// The machine's `KernelStack` (kB) from `/proc/meminfo`.

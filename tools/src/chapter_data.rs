@@ -309,6 +309,30 @@ pub const EXPERIMENTS: &[Experiment] = &[
                 .after(&["-c", "20", "-l", "64", "--hold", "-d", "2"]),
         ],
     },
+    // Lesson 02 under strace: the same 10,000 echoes over 10 and over 20
+    // connections, so that the difference is what 10 more connections
+    // cost in system calls, and the rest is the echoes'.
+    Experiment {
+        name: "threads-strace",
+        chapter: "02_threads.md",
+        rounds: ROUNDS,
+        cases: &[
+            case(
+                "10 clients × 1,000 echoes",
+                "02_threads",
+                &[],
+                &["-c", "10", "-l", "64", "--echoes", "1000"],
+                true,
+            ),
+            case(
+                "20 clients × 500 echoes",
+                "02_threads",
+                &[],
+                &["-c", "20", "-l", "64", "--echoes", "500"],
+                true,
+            ),
+        ],
+    },
     Experiment {
         name: "threads-switches",
         chapter: "02_threads.md",
@@ -767,6 +791,7 @@ pub fn render(data: &ChapterData) -> Vec<(String, String)> {
         let body = match exp.name {
             "threads-switches" | "epoll-switches" => switches(record, exp),
             "epoll-strace" => strace_table(record, exp),
+            "threads-strace" => threads_strace(record, exp),
             "epoll-triggers" | "epoll-triggers-100" => triggers(record, exp),
             "epoll-no-read" => no_read(record, exp),
             "hold-memory" => hold(record, exp),
@@ -784,6 +809,7 @@ pub fn render(data: &ChapterData) -> Vec<(String, String)> {
         out.push((format!("{}.md", exp.name), body + &footer(record)));
         // The figures the chapters quote in their prose, one per anchor.
         let figures = match exp.name {
+            "threads-strace" => threads_strace_figures(record, exp),
             "threads-memory" => threads_memory_figures(record, exp),
             "blocking-syscalls" | "blocking-wait" | "blocking-no-read" => {
                 blocking_figures(record, exp)
@@ -990,6 +1016,115 @@ fn strace_table(data: &Record, exp: &Experiment) -> String {
         range_of(&runs, |r| r.count("stats.writes")),
     );
     t
+}
+
+/// The median count of one system call in a case's runs.
+fn calls(data: &Record, case: &Case, name: &str) -> Option<f64> {
+    let key = format!("strace.{name}");
+    median_of(&good(data, case), |r| r.count(&key).map(|c| c as f64))
+}
+
+/// Every system call strace counted in any run of the experiment, the most
+/// frequent (in the first case) first.
+fn call_names(data: &Record, exp: &Experiment) -> Vec<String> {
+    let mut names: Vec<String> = data
+        .runs
+        .iter()
+        .flat_map(|r| r.counts.keys())
+        .filter_map(|k| k.strip_prefix("strace."))
+        .filter(|n| *n != "total")
+        .map(str::to_string)
+        .collect();
+    names.sort();
+    names.dedup();
+    let first = &exp.cases[0];
+    names.sort_by(|a, b| {
+        let (x, y) = (calls(data, first, a), calls(data, first, b));
+        y.unwrap_or(0.0).total_cmp(&x.unwrap_or(0.0)).then(a.cmp(b))
+    });
+    names
+}
+
+/// Lesson 02 under strace, 10,000 echoes over 10 and over 20 connections:
+/// each call's count in both, and the difference per added connection.
+fn threads_strace(data: &Record, exp: &Experiment) -> String {
+    let [few, many] = [&exp.cases[0], &exp.cases[1]];
+    let added = (connections(many.client) - connections(few.client)) as f64;
+    let mut t = format!(
+        "| system call | {} | {} | per added connection |\n|---|---:|---:|---:|\n",
+        few.label, many.label
+    );
+    for name in call_names(data, exp).iter().chain(["total".to_string()].iter()) {
+        let (a, b) = (calls(data, few, name), calls(data, many, name));
+        let per = match (a, b) {
+            (Some(a), Some(b)) => format!("{:.1}", (b - a) / added),
+            (None, Some(b)) => format!("{:.1}", b / added),
+            _ => "—".to_string(),
+        };
+        let shown = |v: Option<f64>| v.map_or("—".to_string(), |v| thousands(v.round() as u64));
+        let label = if name == "total" {
+            "total".to_string()
+        } else {
+            format!("`{name}`")
+        };
+        let _ = writeln!(t, "| {label} | {} | {} | {per} |", shown(a), shown(b));
+    }
+    let _ = writeln!(
+        t,
+        "\nThe median count of each call over the rounds, under `strace -c -f -p PID`, \
+         attached after the server printed its address and detached before it was stopped \
+         (so start-up and exit are not counted). Both clients make 10,000 round trips of \
+         64 bytes; the second spreads them over twice as many connections, so the last \
+         column, the difference divided by the connections added, is what one connection \
+         costs whatever it echoes."
+    );
+    t
+}
+
+/// How many connections an `echo-bench` command opens (`-c N`).
+fn connections(client: &[&str]) -> u64 {
+    client
+        .windows(2)
+        .find(|w| w[0] == "-c")
+        .and_then(|w| w[1].parse().ok())
+        .unwrap_or(1)
+}
+
+fn threads_strace_figures(data: &Record, exp: &Experiment) -> Vec<(String, String)> {
+    let [few, many] = [&exp.cases[0], &exp.cases[1]];
+    let added = (connections(many.client) - connections(few.client)) as f64;
+    let runs = good(data, few);
+    let mut out = Vec::new();
+    let both = |r: &Run| Some(r.count("strace.sendto")? + r.count("strace.recvfrom")?);
+    out.push((
+        "calls-per-echo".to_string(),
+        ratio_range(&runs, 2, |r| per_echo(r, both(r))),
+    ));
+    // The reads beyond one per echo: one per client, the read that found
+    // the client had hung up.
+    out.push((
+        "extra-recvfrom".to_string(),
+        range_of(&runs, |r| r.count("strace.recvfrom")?.checked_sub(r.echoes)),
+    ));
+    out.push(("clients".to_string(), connections(few.client).to_string()));
+    let per = |name: &str| match (calls(data, few, name), calls(data, many, name)) {
+        (Some(a), Some(b)) => Some((b - a) / added),
+        (None, Some(b)) => Some(b / added),
+        _ => None,
+    };
+    out.push((
+        "per-connection".to_string(),
+        fixed(per("total"), 0),
+    ));
+    for name in ["clone3", "accept4", "mmap", "mprotect"] {
+        out.push((format!("per-connection-{name}"), fixed(per(name), 1)));
+    }
+    let echo_calls = 2.0;
+    out.push((
+        "per-connection-over-echo".to_string(),
+        fixed(per("total").map(|p| p / echo_calls), 0),
+    ));
+    out
 }
 
 fn triggers(data: &Record, exp: &Experiment) -> String {

@@ -1054,7 +1054,10 @@ fn threads_strace(data: &Record, exp: &Experiment) -> String {
         "| system call | {} | {} | per added connection |\n|---|---:|---:|---:|\n",
         few.label, many.label
     );
-    for name in call_names(data, exp).iter().chain(["total".to_string()].iter()) {
+    for name in call_names(data, exp)
+        .iter()
+        .chain(["total".to_string()].iter())
+    {
         let (a, b) = (calls(data, few, name), calls(data, many, name));
         let per = match (a, b) {
             (Some(a), Some(b)) => format!("{:.1}", (b - a) / added),
@@ -1112,10 +1115,7 @@ fn threads_strace_figures(data: &Record, exp: &Experiment) -> Vec<(String, Strin
         (None, Some(b)) => Some(b / added),
         _ => None,
     };
-    out.push((
-        "per-connection".to_string(),
-        fixed(per("total"), 0),
-    ));
+    out.push(("per-connection".to_string(), fixed(per("total"), 0)));
     for name in ["clone3", "accept4", "mmap", "mprotect"] {
         out.push((format!("per-connection-{name}"), fixed(per(name), 1)));
     }

@@ -157,6 +157,7 @@ const MULTISHOT: &str = "05_uring_multishot";
 const NEVER_READS: &[&str] = &["-c", "1", "-d", "1", "-l", "65536", "--no-read"];
 /// The clients that wait: 20 connect while the server is full, send, and
 /// must be served once the holder hangs up.
+const FIFTY_2000: &[&str] = &["-c", "50", "-l", "512", "--echoes", "2000"];
 const LATECOMERS_20: &[&str] = &["-c", "20", "-l", "64", "--echoes", "100"];
 
 /// Every experiment, in the order a full run makes them: those that keep
@@ -232,6 +233,17 @@ pub const EXPERIMENTS: &[Experiment] = &[
             case("50 × 200, under strace", "04_uring", &[], FIFTY, true),
             case("50 × 200, no strace", "03_epoll", &[], FIFTY, false),
             case("50 × 200, no strace", "04_uring", &[], FIFTY, false),
+        ],
+    },
+    // What multishot saves: requests. The same 100,000 echoes from 50
+    // clients against 04 and 05, counted by the servers themselves.
+    Experiment {
+        name: "multishot-requests",
+        chapter: "05_uring_multishot.md",
+        rounds: ROUNDS,
+        cases: &[
+            case("50 × 2,000", "04_uring", &[], FIFTY_2000, false),
+            case("50 × 2,000", MULTISHOT, &[], FIFTY_2000, false),
         ],
     },
     Experiment {
@@ -796,6 +808,7 @@ pub fn render(data: &ChapterData) -> Vec<(String, String)> {
             "epoll-no-read" => no_read(record, exp),
             "hold-memory" => hold(record, exp),
             "uring-syscalls" => uring(record, exp),
+            "multishot-requests" => requests(record, exp),
             "multishot-burst" => burst(record, exp),
             "multishot-dry" => dry(record, exp),
             "multishot-accept" => accept(record, exp),
@@ -810,6 +823,7 @@ pub fn render(data: &ChapterData) -> Vec<(String, String)> {
         // The figures the chapters quote in their prose, one per anchor.
         let figures = match exp.name {
             "threads-strace" => threads_strace_figures(record, exp),
+            "multishot-requests" => requests_figures(record, exp),
             "threads-memory" => threads_memory_figures(record, exp),
             "blocking-syscalls" | "blocking-wait" | "blocking-no-read" => {
                 blocking_figures(record, exp)
@@ -1016,6 +1030,77 @@ fn strace_table(data: &Record, exp: &Experiment) -> String {
         range_of(&runs, |r| r.count("stats.writes")),
     );
     t
+}
+
+/// The requests a run's server submitted: for 04 every receive and send is
+/// one; for 05 the sends, plus one multishot receive per connection and
+/// one per re-arm.
+fn submitted(run: &Run) -> Option<u64> {
+    if run.server == "04_uring" {
+        Some(run.count("stats.recvs")? + run.count("stats.sends")?)
+    } else {
+        Some(run.count("stats.sends")? + run.count("stats.accepted")? + run.count("stats.rearms")?)
+    }
+}
+
+/// 04 against 05, the same echoes: requests, completions and enters, each
+/// per echo, from the servers' own counters.
+fn requests(data: &Record, exp: &Experiment) -> String {
+    let mut t = String::from(
+        "| server | echoes | requests submitted | per echo | completions | per echo | \
+         `io_uring_enter` calls | per echo |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for case in exp.cases {
+        let runs = good(data, case);
+        let count = |key: &'static str| move |r: &Run| r.count(key);
+        let per = |key: &'static str| move |r: &Run| per_echo(r, r.count(key));
+        let _ = writeln!(
+            t,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            server_line(case),
+            thousands(echoes(case.client)),
+            range_of(&runs, submitted),
+            ratio_range(&runs, 2, |r| per_echo(r, submitted(r))),
+            range_of(&runs, count("stats.completions")),
+            ratio_range(&runs, 2, per("stats.completions")),
+            range_of(&runs, count("stats.enters")),
+            ratio_range(&runs, 3, per("stats.enters")),
+        );
+    }
+    let client = exp.cases.first().map_or(String::new(), client_line);
+    let _ = writeln!(
+        t,
+        "\nThe client is {client}. Requests submitted are, for 04, its `recvs` and `sends`; \
+         for 05, its `sends` and the receives it armed: one multishot receive per connection \
+         (`accepted`) and one per re-arm (`rearms`). All from the `stats:` line each server \
+         prints when it stops."
+    );
+    t
+}
+
+fn requests_figures(data: &Record, exp: &Experiment) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for case in exp.cases {
+        let runs = good(data, case);
+        let who = if case.server == "04_uring" {
+            "04"
+        } else {
+            "05"
+        };
+        out.push((
+            format!("requests-per-echo-{who}"),
+            ratio_range(&runs, 2, |r| per_echo(r, submitted(r))),
+        ));
+        out.push((
+            format!("completions-per-echo-{who}"),
+            ratio_range(&runs, 2, |r| per_echo(r, r.count("stats.completions"))),
+        ));
+        out.push((
+            format!("rearms-{who}"),
+            range_of(&runs, |r| r.count("stats.rearms")),
+        ));
+    }
+    out
 }
 
 /// The median count of one system call in a case's runs.

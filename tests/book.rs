@@ -263,3 +263,78 @@ fn every_grader_check_is_explained_in_the_grading_appendix() {
         );
     }
 }
+
+/// The pages of one lesson: its chapter and the pages that continue it
+/// (`03_epoll.md`, `03_epoll_hardening.md`).
+fn lesson_pages(chapter: &str) -> Vec<String> {
+    let stem = chapter.trim_end_matches(".md");
+    chapter_files()
+        .into_iter()
+        .filter(|f| f.as_str() == chapter || f.starts_with(&format!("{stem}_")))
+        .collect()
+}
+
+/// A page's section under `## HEADING`, up to the next `## `.
+fn section<'a>(markdown: &'a str, heading: &str) -> Option<&'a str> {
+    let start = markdown.find(&format!("\n## {heading}\n"))? + 1;
+    let rest = &markdown[start + 3 + heading.len()..];
+    Some(&rest[..rest.find("\n## ").unwrap_or(rest.len())])
+}
+
+/// A chapter's costs come from the repository's own measurements: every
+/// lesson page with a "What it costs" section includes a table, a figure or
+/// a chart from `chapters/data/` there, and every lesson has such a page.
+#[test]
+fn every_lesson_quotes_its_costs_from_committed_data() {
+    let from_data = |text: &str| text.contains("{{#include data/") || text.contains("](data/");
+    for lesson in LESSONS {
+        let mut quoted = false;
+        for page in lesson_pages(lesson.chapter) {
+            let text = fs::read_to_string(chapters_dir().join(&page)).unwrap();
+            if let Some(costs) = section(&text, "What it costs") {
+                assert!(
+                    from_data(costs),
+                    "chapters/{page}: its \"What it costs\" quotes nothing from chapters/data/"
+                );
+                quoted = true;
+            }
+        }
+        assert!(
+            quoted,
+            "{}: no page of chapters/{} has a \"What it costs\" section",
+            lesson.name, lesson.chapter
+        );
+    }
+}
+
+/// Every folder of generated tables under `chapters/data/` sits beside the
+/// data it was made from, which a test renders again and compares:
+/// `ladder.json` (tests/ladder_data.rs), `chapters.json`
+/// (tests/chapter_data.rs) or `resp.json` (tests/resp_data.rs).
+#[test]
+fn every_table_folder_has_the_data_a_test_renders_it_from() {
+    fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                if path.file_name().is_some_and(|n| n == "tables") {
+                    found.push(path.clone());
+                }
+                walk(&path, found);
+            }
+        }
+    }
+    let mut folders = Vec::new();
+    walk(&chapters_dir().join("data"), &mut folders);
+    assert!(folders.len() >= 5, "{folders:?}");
+    for tables in folders {
+        let dir = tables.parent().unwrap();
+        assert!(
+            ["ladder.json", "chapters.json", "resp.json"]
+                .iter()
+                .any(|f| dir.join(f).is_file()),
+            "{} has no ladder.json, chapters.json or resp.json beside it",
+            tables.display()
+        );
+    }
+}

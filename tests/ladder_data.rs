@@ -281,3 +281,30 @@ fn a_ratio_is_the_median_of_the_ratios_within_each_round() {
         "05 × 03 at pingpong-50 is {median:.2} by the runs, the table says {cell}"
     );
 }
+
+/// README's table of CPU per echo against lesson 03 is a copy of the
+/// generated one: a new run that is not copied fails here.
+#[test]
+fn the_readme_quotes_the_committed_ratios_table() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let (begin, end) = (
+        "<!-- ladder-ratios: begin -->\n",
+        "\n<!-- ladder-ratios: end -->",
+    );
+    let start = readme
+        .find(begin)
+        .expect("README has no ladder-ratios block")
+        + begin.len();
+    let stop = start + readme[start..].find(end).expect("the block is not closed");
+    let quoted = &readme[start..stop];
+    let generated =
+        std::fs::read_to_string(data_dir().join("tables/ladder-ratios-03_epoll.md")).unwrap();
+    let from = generated.find("| server |").unwrap();
+    let to = from + generated[from..].find("\n\n").unwrap();
+    assert_eq!(
+        quoted.trim(),
+        generated[from..to].trim(),
+        "copy the CPU table of chapters/data/tables/ladder-ratios-03_epoll.md into README.md"
+    );
+}

@@ -460,6 +460,94 @@ pub fn parse_csv_rps(csv: &str, test: &str) -> Option<f64> {
     })
 }
 
+/// `resp-cpu.svg`: for each test and pipeline depth, the lesson's server
+/// CPU per request over Redis's (the median of the rounds' ratios as the
+/// bar, the lowest and highest round as the whisker), with a line at 1:
+/// below it, the lesson spent less CPU per request than Redis.
+pub fn draw_cpu_chart(dir: &Path, data: &RespData) -> Result<PathBuf, String> {
+    use plotters::prelude::*;
+    let rows = rows(data, "redis-server", "07_uring_resp");
+    if rows.is_empty() {
+        return Err("no pair of runs to chart".into());
+    }
+    let path = dir.join("resp-cpu.svg");
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    let labels: Vec<String> = rows
+        .iter()
+        .map(|r| format!("{} -P {}", r.test.replace("_INLINE", ""), r.pipeline))
+        .collect();
+    let top = rows.iter().map(|r| r.us_ratio.2).fold(1.0_f64, f64::max) * 1.15;
+    let root = SVGBackend::new(&path, (860, 300)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let n = rows.len();
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "07's server CPU per request, × redis-server's (below 1: cheaper)",
+            ("sans-serif", 16),
+        )
+        .margin(10)
+        .x_label_area_size(26)
+        .y_label_area_size(50)
+        .build_cartesian_2d(-0.5..n as f64 - 0.5, 0.0..top)
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n)
+        .x_label_formatter(&|v| {
+            let i = v.round();
+            if (v - i).abs() < 1e-6 && i >= 0.0 {
+                labels.get(i as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc("× Redis's CPU per request")
+        .y_label_formatter(&|v| format!("{v:.1}"))
+        .draw()
+        .map_err(|e| err(&e))?;
+    let color = RGBColor(196, 92, 18);
+    chart
+        .draw_series(rows.iter().enumerate().map(|(i, r)| {
+            let x = i as f64;
+            Rectangle::new([(x - 0.3, 0.0), (x + 0.3, r.us_ratio.0)], color.filled())
+        }))
+        .map_err(|e| err(&e))?;
+    chart
+        .draw_series(rows.iter().enumerate().flat_map(|(i, r)| {
+            let (x, (_, lo, hi)) = (i as f64, r.us_ratio);
+            [
+                PathElement::new(vec![(x, lo), (x, hi)], BLACK),
+                PathElement::new(vec![(x - 0.06, lo), (x + 0.06, lo)], BLACK),
+                PathElement::new(vec![(x - 0.06, hi), (x + 0.06, hi)], BLACK),
+            ]
+        }))
+        .map_err(|e| err(&e))?;
+    chart
+        .draw_series(rows.iter().enumerate().map(|(i, r)| {
+            use plotters::style::text_anchor::{HPos, Pos, VPos};
+            Text::new(
+                format!("{:.2}", r.us_ratio.0),
+                (i as f64, r.us_ratio.2 + top * 0.02),
+                ("sans-serif", 11)
+                    .into_font()
+                    .color(&BLACK)
+                    .pos(Pos::new(HPos::Center, VPos::Bottom)),
+            )
+        }))
+        .map_err(|e| err(&e))?;
+    chart
+        .draw_series(std::iter::once(PathElement::new(
+            vec![(-0.5, 1.0), (n as f64 - 0.5, 1.0)],
+            BLACK.stroke_width(1),
+        )))
+        .map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))?;
+    drop(chart);
+    drop(root);
+    Ok(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -160,6 +160,8 @@ fn write(args: &Args, data: &RespData) -> Result<(), String> {
     for path in resp_ladder::write_tables(&args.out, data).map_err(|e| e.to_string())? {
         eprintln!("wrote {}", path.display());
     }
+    let chart = resp_ladder::draw_cpu_chart(&args.out, data)?;
+    eprintln!("wrote {}", chart.display());
     print!(
         "{}",
         resp_ladder::comparison(data, "redis-server", "07_uring_resp")

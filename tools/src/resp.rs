@@ -210,16 +210,7 @@ pub fn grade(addr: SocketAddr, label: &str, checks: &[&'static Check]) -> Server
         checks: Vec::new(),
     };
     if let Err(why) = crate::grader::reachable(addr) {
-        report.reachable = false;
-        report.ok = false;
-        report.checks.push(CheckResult {
-            name: "connect",
-            result: Verdict::Fail,
-            seconds: 0.0,
-            detail: why,
-            hint: Some("is the server running, and listening on this address?".into()),
-        });
-        return report;
+        return crate::grader::unreachable(label, why);
     }
     for check in checks {
         let started = Instant::now();

@@ -251,11 +251,7 @@ mod linux {
             tracer = Some((attach(&argv)?, file));
         }
 
-        let mut argv: Vec<String> = case.client.iter().map(|s| s.to_string()).collect();
-        argv.extend(["-a".to_string(), server.addr().to_string()]);
-        if pin {
-            argv.extend(["--pin".to_string(), "1".to_string()]);
-        }
+        let argv = bench_argv(case.client, &server, pin);
         run.client_command = std::iter::once(bench.to_string_lossy().into_owned())
             .chain(argv.iter().cloned())
             .collect();
@@ -265,11 +261,7 @@ mod linux {
         let holder = if case.holder.is_empty() {
             None
         } else {
-            let mut holder_argv: Vec<String> = case.holder.iter().map(|s| s.to_string()).collect();
-            holder_argv.extend(["-a".to_string(), server.addr().to_string()]);
-            if pin {
-                holder_argv.extend(["--pin".to_string(), "1".to_string()]);
-            }
+            let holder_argv = bench_argv(case.holder, &server, pin);
             run.holder_command = Some(
                 std::iter::once(bench.to_string_lossy().into_owned())
                     .chain(holder_argv.iter().cloned())
@@ -417,9 +409,21 @@ mod linux {
         Ok(())
     }
 
-    /// Starts the holding `echo-bench --hold` and returns once it says it
-    /// holds every connection (its `Holding:` line), so that the measured
-    /// client finds the server full. Its stdout is drained after that, so
+    /// `echo-bench`'s arguments: a case's options, the server's address and,
+    /// when pinned, the client's CPU.
+    fn bench_argv(options: &[&str], server: &ServerProcess, pin: bool) -> Vec<String> {
+        let mut argv: Vec<String> = options.iter().map(|s| s.to_string()).collect();
+        argv.extend(["-a".to_string(), server.addr().to_string()]);
+        if pin {
+            argv.extend(["--pin".to_string(), "1".to_string()]);
+        }
+        argv
+    }
+
+    /// Starts an `echo-bench --hold` (a case's holder, or a `--hold` case's
+    /// own client) and returns once it says it holds every connection (its
+    /// `Holding:` line): then the server is full, or its memory can be read
+    /// with every connection open. Its stdout is drained after that, so
     /// that a later line never meets a closed pipe.
     fn start_holder(bench: &std::path::Path, argv: &[String]) -> Result<Child, String> {
         let mut child = Command::new(bench)
@@ -472,23 +476,8 @@ mod linux {
             }
         }
         let stack_before = kernel_stack_kib()?;
-        let mut client = Command::new(bench)
-            .args(&argv)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start echo-bench: {e}"))?;
-        let stdout = client.stdout.take().ok_or("no stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let holding = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .any(|line| line.starts_with("Holding:"));
-        // The rest of the client's output is not needed, but its pipe must
-        // not fill up and stop it.
-        std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-        let mut result = if holding {
+        let client = start_holder(bench, &argv);
+        let mut result = if client.is_ok() {
             let held = snapshot(pid)?;
             let stack_after = kernel_stack_kib()?;
             record(run, "before", &before);
@@ -504,13 +493,15 @@ mod linux {
             }
             Ok(())
         } else {
-            Err("echo-bench ended without a `Holding:` line".to_string())
+            client.as_ref().map(|_| ()).map_err(Clone::clone)
         };
         if let (Ok(()), Some(then)) = (&result, case.then) {
             result = second_client(run, &server, then, bench, pin);
         }
-        let _ = client.kill();
-        let _ = client.wait();
+        if let Ok(mut client) = client {
+            let _ = client.kill();
+            let _ = client.wait();
+        }
         if result.is_ok() {
             result = closed(run, pid, &before);
         }
@@ -548,11 +539,7 @@ mod linux {
         bench: &std::path::Path,
         pin: bool,
     ) -> Result<(), String> {
-        let mut argv: Vec<String> = then.client.iter().map(|s| s.to_string()).collect();
-        argv.extend(["-a".to_string(), server.addr().to_string()]);
-        if pin {
-            argv.extend(["--pin".to_string(), "1".to_string()]);
-        }
+        let argv = bench_argv(then.client, server, pin);
         let mut child = Command::new(bench)
             .args(&argv)
             .stdin(Stdio::null())

@@ -20,7 +20,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 use uring_echo_book::cli::parse_addr;
 use uring_echo_book::limits::raise_open_file_limit_or_warn;
 use uring_echo_tools::exercises;
-use uring_echo_tools::grader::{self, CHECKS, Check, EXERCISE_CHECKS, report};
+use uring_echo_tools::grader::{self, CHECKS, Check, EXERCISE_CHECKS, ServerReport, report};
 use uring_echo_tools::lessons::{Expectations, LESSONS, NOT_ECHO, PEERS, Protocol, lesson, peer};
 use uring_echo_tools::resp;
 
@@ -207,10 +207,16 @@ fn main() -> ExitCode {
         }
         reports.push(report);
     }
-    if args.json {
-        println!("{}", report::json(&reports));
-    }
+    finish(&reports, args.json)
+}
 
+/// Prints the JSON document when asked (the tables were printed as each
+/// server was graded) and gives the exit status: 2 when an address never
+/// answered, 1 when a check failed unexpectedly, 0 otherwise.
+fn finish(reports: &[ServerReport], json: bool) -> ExitCode {
+    if json {
+        println!("{}", report::json(reports));
+    }
     if reports.iter().any(|r| !r.reachable) {
         ExitCode::from(2)
     } else if reports.iter().all(|r| r.ok) {
@@ -259,16 +265,7 @@ fn grade_resp(args: &Args) -> ExitCode {
             report
         })
         .collect();
-    if args.json {
-        println!("{}", report::json(&reports));
-    }
-    if reports.iter().any(|r| !r.reachable) {
-        ExitCode::from(2)
-    } else if reports.iter().all(|r| r.ok) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    finish(&reports, args.json)
 }
 
 fn exercise_list() -> String {

@@ -119,6 +119,24 @@ pub fn reachable(addr: SocketAddr) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// The report on an address that never answered: one failed `connect`,
+/// so that it is reported once, not as every check failing.
+pub fn unreachable(label: &str, why: String) -> ServerReport {
+    ServerReport {
+        addr: label.to_string(),
+        reachable: false,
+        expect: None,
+        ok: false,
+        checks: vec![CheckResult {
+            name: "connect",
+            result: Verdict::Fail,
+            seconds: 0.0,
+            detail: why,
+            hint: Some("is the server running, and listening on this address?".into()),
+        }],
+    }
+}
+
 /// Grades the server at `addr` with `checks`, applying `expect`'s table (a
 /// lesson's or a peer's).
 /// `progress` is called before each check (for a line on the terminal).
@@ -137,16 +155,10 @@ pub fn grade(
         checks: Vec::new(),
     };
     if let Err(why) = reachable(addr) {
-        report.reachable = false;
-        report.ok = false;
-        report.checks.push(CheckResult {
-            name: "connect",
-            result: Verdict::Fail,
-            seconds: 0.0,
-            detail: why,
-            hint: Some("is the server running, and listening on this address?".into()),
-        });
-        return report;
+        return ServerReport {
+            expect: report.expect,
+            ..unreachable(label, why)
+        };
     }
     for &check in checks {
         progress(check);
